@@ -1,0 +1,157 @@
+"""`reportminer label | evaluate`: thin click commands over the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskProgressColumn,
+                           TextColumn, TimeElapsedColumn)
+
+from . import __version__
+from .errors import ReportminerError
+from .labeler import METHODS, Labeler
+from .lexicon import load_lexicon
+from .output import MENTION_SCHEMA, atomic_parquet, label_schema
+from .parse import DEFAULT_MODEL, load_model, model_description
+from .readers import Report, Skipped, read_inputs
+
+EXIT_SKIPPED = 3  # labels were written, but some reports could not be read and were skipped
+err = Console(stderr=True, highlight=False)
+
+
+class _Group(click.Group):
+    """Turns the library's errors into one line and exit status 1, with no traceback."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except ReportminerError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="reportminer")
+def main() -> None:
+    """Label chest X-ray reports with auditable rules (see README.md)."""
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="labels.parquet to write (one row per image, or per report when images are unknown).")
+@click.option("--evidence", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write every mention with its sentence and the rule that decided it.")
+@click.option("--lexicon", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Lexicon folder (findings.yaml, labeler.yaml, rules/); default: the one shipped.")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Installed spaCy pipeline to parse with.")
+@click.option("--assertions", "method", type=click.Choice(METHODS), default="rules", show_default=True,
+              help="How mentions are decided: graph rules, keyword (all positive) or negex (baseline).")
+@click.option("--encoding", default="utf-8", show_default=True, help="Encoding of .txt, .csv and .jsonl inputs.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, lexicon: Path | None, model: str,
+          method: str, encoding: str, quiet: bool) -> None:
+    """Label reports in INPUTS (folders of .xml/.txt, or .csv/.parquet/.jsonl tables)."""
+    lex = load_lexicon(lexicon)
+    nlp = load_model(model)
+    labeler = Labeler(lex, nlp, method=method)
+    skipped: list[Skipped] = []
+
+    def reports():
+        for record in read_inputs(list(inputs), encoding=encoding):
+            if isinstance(record, Skipped):
+                skipped.append(record)
+                err.print(f"skipped {record.source}: {record.reason}", markup=False)
+            else:
+                yield record
+
+    meta = {"version": __version__, "lexicon_digest": lex.digest, "parser": model_description(nlp),
+            "parser_package": model, "assertions": method, "inputs": [str(p) for p in inputs],
+            "label_columns": lex.label_columns}
+    with _progress(quiet) as progress, \
+            atomic_parquet(output, label_schema(lex.label_columns, meta)) as rows, \
+            _maybe_mentions(evidence, meta) as mention_rows:
+        task = progress.add_task("labeling", total=None)
+        count = 0
+        for done in labeler.label(reports()):
+            for row in _image_rows(done.report, done.labels):
+                rows.write(row)
+            if mention_rows is not None:
+                for m in done.mentions:
+                    mention_rows.write({"report_id": done.report.report_id, **m.__dict__})
+            count += 1
+            progress.advance(task)
+    err.print(f"labeled {count} reports ({rows.count} rows) → {output}"
+              + (f"; mentions → {evidence}" if evidence else "")
+              + (f"; skipped {len(skipped)} (listed above)" if skipped else ""), markup=False)
+    if skipped:
+        sys.exit(EXIT_SKIPPED)
+
+
+def _image_rows(report: Report, labels: dict[str, int | None]):
+    images = report.images or [(None, None)]
+    for image_id, image_path in images:
+        yield {"report_id": report.report_id, "image_id": image_id, "patient_id": report.patient_id,
+               "image_path": image_path, **labels}
+
+
+class _NoMentions:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _maybe_mentions(path: Path | None, meta: dict):
+    if path is None:
+        return _NoMentions()
+    schema = MENTION_SCHEMA.with_metadata({k.decode(): v.decode() for k, v in label_schema([], meta).metadata.items()})
+    return atomic_parquet(path, schema)
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TaskProgressColumn(show_speed=True), TimeElapsedColumn(),
+                    console=err, disable=quiet, transient=False)
+
+
+
+@main.command()
+@click.argument("labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("gold", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--uncertain", type=click.Choice(["positive", "negative"]), default="negative", show_default=True,
+              help="How an uncertain (-1) label is scored.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the figures as JSON.")
+@click.option("--errors", "errors_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write every false positive and negative (CSV), with evidence when mentions.parquet is beside LABELS or given.")
+@click.option("--evidence", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="mentions.parquet to explain errors with (default: mentions.parquet beside LABELS, if any).")
+def evaluate(labels: Path, gold: Path, uncertain: str, json_path: Path | None, errors_path: Path | None,
+             evidence: Path | None) -> None:
+    """Precision, recall and F1 of LABELS against GOLD (report_id + 0/1 per finding)."""
+    from .evaluate import evaluate_files, format_table, list_errors
+
+    result = evaluate_files(labels, gold, uncertain=uncertain)
+    click.echo(format_table(result))
+    if json_path:
+        _write_text(json_path, json.dumps(result, indent=2))
+    if errors_path:
+        evidence = evidence or _beside(labels, "mentions.parquet")
+        frame = list_errors(labels, gold, uncertain=uncertain, evidence=evidence)
+        _write_text(errors_path, frame.to_csv(index=False))
+        err.print(f"{len(frame)} errors → {errors_path}", markup=False)
+
+
+def _beside(path: Path, name: str) -> Path | None:
+    candidate = path.with_name(name)
+    return candidate if candidate.exists() else None
+
+
+def _write_text(path: Path, text: str) -> None:
+    from .evaluate import atomic_text
+
+    atomic_text(path, text)

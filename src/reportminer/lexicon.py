@@ -1,0 +1,300 @@
+"""The lexicon: findings, their synonyms and exclusions, assertion rules and labeler settings, as data.
+
+Everything a clinician may want to change lives in YAML files in a folder (the package ships the
+repo's `lexicons/`; `--lexicon DIR` points at a copy). This module loads them, checks them against
+their schema with messages of the form `file:line: id -> field: problem`, and digests them so that
+every output can say which lexicon made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import yaml
+
+from .errors import LexiconError, PatternError
+from .patterns import Pattern, parse_pattern
+
+ASSERTIONS = ("positive", "negative", "uncertain")
+RULE_ID = re.compile(r"^[a-z]+(\.[a-z0-9_]+)+$")
+FINDING_NAME = re.compile(r"^[A-Z][A-Za-z_]*$")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A finding and the words that name it in reports."""
+
+    name: str
+    synonyms: tuple[str, ...]
+    patterns: tuple[str, ...]
+    exclusions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An assertion rule: when one of its patterns matches around a mention, the mention gets `kind`."""
+
+    id: str
+    kind: str
+    priority: int
+    patterns: tuple[Pattern, ...]
+    should_match: tuple[str, ...]  # example sentences, the mention in [brackets]
+    should_not_match: tuple[str, ...]
+    source: str  # file:line, for messages
+
+    def match(self, graph: nx.MultiDiGraph, mention: int) -> list[int] | None:
+        """The tokens of the first walk that fits (see patterns.py), or None."""
+        for pattern in self.patterns:
+            found = pattern.match(graph, mention)
+            if found is not None:
+                return found
+        return None
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """A de-identification token (e.g. XXXX) and the same-length-or-shorter word parsed in its place."""
+
+    token: str
+    replacement: str
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Everything the labeler reads from the lexicon folder."""
+
+    findings: tuple[Finding, ...]
+    rules: tuple[Rule, ...]
+    sections: tuple[str, ...]
+    precedence: tuple[str, ...]
+    placeholders: tuple[Placeholder, ...]
+    normal_phrases: tuple[str, ...]
+    no_finding: str
+    digest: str
+    folder: str
+    files: tuple[str, ...] = field(default=())
+
+    @property
+    def finding_names(self) -> list[str]:
+        return [f.name for f in self.findings]
+
+    @property
+    def label_columns(self) -> list[str]:
+        return self.finding_names + [self.no_finding]
+
+
+def default_folder() -> Path:
+    """The lexicon that ships with the package."""
+    return Path(str(resources.files("reportminer.lexicons")))
+
+
+def load_lexicon(folder: str | Path | None = None) -> Lexicon:
+    """Load and validate `findings.yaml`, `labeler.yaml` and every `rules/*.yaml` in `folder`."""
+    root = Path(folder) if folder is not None else default_folder()
+    if not root.is_dir():
+        raise LexiconError(f"{root}: lexicon folder not found; pass --lexicon with a folder holding findings.yaml")
+    findings_file = root / "findings.yaml"
+    settings_file = root / "labeler.yaml"
+    rule_files = sorted((root / "rules").glob("*.yaml"))
+    for required in (findings_file, settings_file):
+        if not required.is_file():
+            raise LexiconError(f"{required}: missing; a lexicon folder needs findings.yaml, labeler.yaml and rules/*.yaml")
+    if not rule_files:
+        raise LexiconError(f"{root / 'rules'}: no rule files (*.yaml) found")
+
+    findings = _load_findings(findings_file)
+    settings = _load_settings(settings_file)
+    rules: list[Rule] = []
+    for path in rule_files:
+        rules.extend(_load_rules(path))
+    seen: dict[str, str] = {}
+    for rule in rules:
+        if rule.id in seen:
+            raise LexiconError(f"{rule.source}: {rule.id} -> id: already defined at {seen[rule.id]}")
+        seen[rule.id] = rule.source
+
+    files = [findings_file, settings_file, *rule_files]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return Lexicon(
+        findings=tuple(findings),
+        rules=tuple(sorted(rules, key=lambda r: -r.priority)),
+        digest="sha256:" + digest.hexdigest()[:16],
+        folder=str(root),
+        files=tuple(str(p) for p in files),
+        **settings,
+    )
+
+
+# --- YAML with line numbers -------------------------------------------------------------------
+
+class _LineLoader(yaml.SafeLoader):
+    """A safe loader that records each mapping's line as the key `__line__`."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    mapping = loader.construct_mapping(node, deep=True)
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise LexiconError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError as exc:
+        raise LexiconError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if not isinstance(data, dict):
+        raise LexiconError(f"{path}:1: the file must be a mapping (key: value), not {type(data).__name__}")
+    return data
+
+
+class _Checker:
+    """Collects the location of one entry so that every complaint names file, line and id."""
+
+    def __init__(self, path: Path, entry: dict[str, Any], ident: str) -> None:
+        self.where = f"{path}:{entry.get('__line__', '?')}: {ident}"
+        self.entry = entry
+
+    def fail(self, key: str, problem: str) -> LexiconError:
+        return LexiconError(f"{self.where} -> {key}: {problem}")
+
+    def unknown(self, allowed: set[str]) -> None:
+        extra = sorted(set(self.entry) - allowed - {"__line__"})
+        if extra:
+            raise self.fail(extra[0], f"unknown field; allowed: {', '.join(sorted(allowed))}")
+
+    def string(self, key: str, required: bool = True) -> str:
+        value = self.entry.get(key)
+        if value is None and not required:
+            return ""
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, "required text is missing or empty" if value is None else f"must be text, got {value!r}")
+        return value
+
+    def strings(self, key: str, required: bool = False) -> tuple[str, ...]:
+        value = self.entry.get(key, [])
+        if value is None:
+            value = []
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise self.fail(key, "must be a list of non-empty strings")
+        if required and not value:
+            raise self.fail(key, "must list at least one entry")
+        dupes = sorted({v for v in value if value.count(v) > 1})
+        if dupes:
+            raise self.fail(key, f"listed twice: {dupes[0]!r}")
+        return tuple(value)
+
+
+def _load_findings(path: Path) -> list[Finding]:
+    data = _read_yaml(path)
+    entries = data.get("findings")
+    if not isinstance(entries, list) or not entries:
+        raise LexiconError(f"{path}: needs a non-empty list under 'findings'")
+    out: list[Finding] = []
+    for n, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict):
+            raise LexiconError(f"{path}: findings[{n}] must be a mapping with name and synonyms")
+        check = _Checker(path, entry, f"findings[{n}]")
+        check.unknown({"name", "synonyms", "patterns", "exclusions", "note"})
+        name = check.string("name")
+        check = _Checker(path, entry, name)
+        if not FINDING_NAME.match(name):
+            raise check.fail("name", f"{name!r} must be a word such as Pleural_Thickening (letters and _)")
+        if name in {f.name for f in out}:
+            raise check.fail("name", "finding defined twice")
+        synonyms = check.strings("synonyms", required=True)
+        patterns = check.strings("patterns")
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise check.fail("patterns", f"{pattern!r} is not a valid regular expression ({exc})") from None
+        out.append(Finding(name=name, synonyms=tuple(s.lower() for s in synonyms), patterns=patterns,
+                           exclusions=tuple(s.lower() for s in check.strings("exclusions"))))
+    return out
+
+
+def _load_settings(path: Path) -> dict[str, Any]:
+    data = _read_yaml(path)
+    check = _Checker(path, data, "settings")
+    check.unknown({"sections", "precedence", "placeholders", "normal", "no_finding"})
+    sections = tuple(s.upper() for s in check.strings("sections", required=True))
+    precedence = check.strings("precedence", required=True)
+    if sorted(precedence) != sorted(ASSERTIONS):
+        raise check.fail("precedence", f"must order exactly {', '.join(ASSERTIONS)}, got {list(precedence)}")
+    placeholders = []
+    for n, item in enumerate(data.get("placeholders") or [], 1):
+        if not isinstance(item, dict):
+            raise check.fail("placeholders", f"entry {n} must be a mapping with token and replacement")
+        sub = _Checker(path, item, f"placeholders[{n}]")
+        sub.unknown({"token", "replacement"})
+        token, replacement = sub.string("token"), sub.string("replacement")
+        if len(replacement) > len(token):
+            raise sub.fail("replacement", f"{replacement!r} is longer than {token!r}; offsets must not move")
+        placeholders.append(Placeholder(token=token, replacement=replacement))
+    normal = data.get("normal") or {}
+    if not isinstance(normal, dict):
+        raise check.fail("normal", "must be a mapping with a 'phrases' list")
+    phrases = _Checker(path, normal, "normal").strings("phrases")
+    return {
+        "sections": sections,
+        "precedence": precedence,
+        "placeholders": tuple(placeholders),
+        "normal_phrases": tuple(p.lower() for p in phrases),
+        "no_finding": check.string("no_finding"),
+    }
+
+
+def _load_rules(path: Path) -> list[Rule]:
+    data = _read_yaml(path)
+    entries = data.get("rules")
+    if not isinstance(entries, list):
+        raise LexiconError(f"{path}: needs a list under 'rules'")
+    out = []
+    for n, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict):
+            raise LexiconError(f"{path}: rules[{n}] must be a mapping with id, kind, priority, pattern")
+        check = _Checker(path, entry, f"rules[{n}]")
+        rule_id = check.string("id")
+        check = _Checker(path, entry, rule_id)
+        check.unknown({"id", "kind", "priority", "pattern", "examples", "note"})
+        if not RULE_ID.match(rule_id):
+            raise check.fail("id", "must look like neg.no_evidence_of (lower case, dot-separated)")
+        kind = check.string("kind")
+        if kind not in ASSERTIONS:
+            raise check.fail("kind", f"{kind!r} must be one of {', '.join(ASSERTIONS)}")
+        priority = entry.get("priority")
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise check.fail("priority", f"must be an integer (higher wins), got {priority!r}")
+        sources = entry.get("pattern")
+        sources = check.strings("pattern", required=True) if isinstance(sources, list) else (check.string("pattern"),)
+        try:
+            patterns = tuple(parse_pattern(s) for s in sources)
+        except PatternError as exc:
+            raise check.fail("pattern", str(exc)) from None
+        examples = entry.get("examples")
+        if not isinstance(examples, dict):
+            raise check.fail("examples", "needs 'match' (and ideally 'no_match') sentences with the mention in [brackets]")
+        ex = _Checker(path, examples, rule_id)
+        ex.unknown({"match", "no_match"})
+        match, no_match = ex.strings("match", required=True), ex.strings("no_match")
+        for sentence in match + no_match:
+            if sentence.count("[") != 1 or sentence.count("]") != 1 or sentence.index("[") > sentence.index("]"):
+                raise check.fail("examples", f"{sentence!r} must mark exactly one mention in [brackets]")
+        out.append(Rule(id=rule_id, kind=kind, priority=priority, patterns=patterns, should_match=match,
+                        should_not_match=no_match, source=f"{path}:{entry['__line__']}"))
+    return out

@@ -1,0 +1,79 @@
+"""Find the words that name a finding: synonyms and patterns from the lexicon, minus exclusions.
+
+This runs on plain text before any parsing, so a sentence that names no finding is never parsed.
+Synonyms match whole words, case-insensitively, with hyphens or spaces between words and a plural
+ending on the last word ("effusion(s)", "opacity/opacities"); exclusions are phrases that look like
+a finding but are not one ("pericardial effusion"): a mention inside one is dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .lexicon import Lexicon
+
+
+@dataclass(frozen=True)
+class Match:
+    """A finding named at text[start:end] (offsets within the searched text)."""
+
+    finding: str
+    start: int
+    end: int
+
+
+def _phrase_regex(phrase: str) -> str:
+    words = [w for w in re.split(r"[\s-]+", phrase.strip()) if w]
+    parts = [re.escape(w) for w in words[:-1]]
+    last = words[-1]
+    if last.endswith("y") and len(last) > 3:
+        parts.append(re.escape(last[:-1]) + "(?:y|ies)")
+    elif last[-1].isalpha():
+        parts.append(re.escape(last) + "(?:s|es)?")
+    else:
+        parts.append(re.escape(last))
+    return r"[\s-]+".join(parts)
+
+
+def _alternation(phrases: tuple[str, ...], patterns: tuple[str, ...] = ()) -> re.Pattern[str] | None:
+    # Longest first, so "pleural effusion" wins over "effusion" at the same place.
+    alternatives = [_phrase_regex(p) for p in sorted(phrases, key=len, reverse=True)] + [f"(?:{p})" for p in patterns]
+    if not alternatives:
+        return None
+    return re.compile(r"(?<![\w])(?:" + "|".join(alternatives) + r")(?![\w])", re.IGNORECASE)
+
+
+class MentionFinder:
+    """Compiled synonyms of every finding in a lexicon; `find` returns non-overlapping matches per finding."""
+
+    def __init__(self, lexicon: Lexicon) -> None:
+        self._findings: list[tuple[str, re.Pattern[str], re.Pattern[str] | None]] = []
+        for finding in lexicon.findings:
+            regex = _alternation(finding.synonyms, finding.patterns)
+            assert regex is not None  # the validator requires synonyms
+            self._findings.append((finding.name, regex, _alternation(finding.exclusions)))
+        self._normal = _alternation(lexicon.normal_phrases)
+        self.no_finding = lexicon.no_finding
+        # One cheap test per sentence before any per-finding work.
+        self._any = _alternation(tuple(s for f in lexicon.findings for s in f.synonyms),
+                                 tuple(p for f in lexicon.findings for p in f.patterns))
+
+    def find(self, text: str) -> list[Match]:
+        """Mentions of findings in `text`, in order of position."""
+        if self._any is None or not self._any.search(text):
+            return []
+        out: list[Match] = []
+        for name, regex, exclusion in self._findings:
+            excluded = [(m.start(), m.end()) for m in exclusion.finditer(text)] if exclusion else []
+            for m in regex.finditer(text):
+                if not any(a < m.end() and m.start() < b for a, b in excluded):
+                    out.append(Match(name, m.start(), m.end()))
+        return sorted(out, key=lambda m: (m.start, m.end))
+
+    def find_normal(self, text: str) -> list[Match]:
+        """Phrases that call the study normal ("no acute cardiopulmonary abnormality")."""
+        if self._normal is None:
+            return []
+        return [Match(self.no_finding, m.start(), m.end()) for m in self._normal.finditer(text)]
+

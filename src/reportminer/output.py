@@ -1,0 +1,81 @@
+"""The Parquet contracts of SPEC.md: schemas, provenance metadata, and writes that are all or nothing.
+
+Rows are written in row groups as they come, into a hidden temporary file beside the target, which
+replaces the target only when complete: a crash leaves the old file (or none), never half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ID_COLUMNS = ("report_id", "image_id", "patient_id", "image_path")
+MENTION_SCHEMA = pa.schema([
+    ("report_id", pa.string()), ("finding", pa.string()), ("section", pa.string()),
+    ("sentence_index", pa.int32()), ("start", pa.int32()), ("end", pa.int32()),
+    ("text", pa.string()), ("sentence", pa.string()), ("assertion", pa.string()), ("rule", pa.string()),
+])
+
+
+def label_schema(label_columns: list[str], metadata: dict[str, Any]) -> pa.Schema:
+    """report_id, image_id, patient_id, image_path (strings), then one int8 column per label."""
+    fields = [pa.field(c, pa.string()) for c in ID_COLUMNS] + [pa.field(c, pa.int8()) for c in label_columns]
+    return pa.schema(fields, metadata=encode_metadata(metadata))
+
+
+def encode_metadata(metadata: dict[str, Any]) -> dict[bytes, bytes]:
+    """Key-value metadata under the `reportminer.` prefix; non-text values as JSON."""
+    return {f"reportminer.{k}".encode(): (v if isinstance(v, str) else json.dumps(v)).encode()
+            for k, v in metadata.items()}
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The `reportminer.*` metadata of a Parquet file, without the prefix."""
+    meta = pq.read_schema(path).metadata or {}
+    return {k.decode()[len("reportminer."):]: v.decode() for k, v in meta.items()
+            if k.decode().startswith("reportminer.")}
+
+
+class RowWriter:
+    """Buffers dict rows and writes them as row groups of `chunk` rows."""
+
+    def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema, chunk: int) -> None:
+        self._writer, self._schema, self._chunk = writer, schema, chunk
+        self._rows: list[dict[str, Any]] = []
+        self.count = 0
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._rows.append(row)
+        if len(self._rows) >= self._chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._rows:
+            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self._schema))
+            self.count += len(self._rows)
+            self._rows = []
+
+
+@contextmanager
+def atomic_parquet(path: str | Path, schema: pa.Schema, chunk: int = 10_000) -> Iterator[RowWriter]:
+    """Write rows to `path` atomically: on any error the target is left untouched."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            rows = RowWriter(writer, schema, chunk)
+            yield rows
+            rows.flush()
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
