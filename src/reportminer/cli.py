@@ -64,7 +64,7 @@ def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, lexicon
         for record in read_inputs(list(inputs), encoding=encoding):
             if isinstance(record, Skipped):
                 skipped.append(record)
-                err.print(f"skipped {record.source}: {record.reason}", markup=False)
+                err.print(f"skipped {record.source}: {record.reason}", markup=False, soft_wrap=True)
             else:
                 yield record
 
@@ -86,7 +86,7 @@ def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, lexicon
             progress.advance(task)
     err.print(f"labeled {count} reports ({rows.count} rows) → {output}"
               + (f"; mentions → {evidence}" if evidence else "")
-              + (f"; skipped {len(skipped)} (listed above)" if skipped else ""), markup=False)
+              + (f"; skipped {len(skipped)} (listed above)" if skipped else ""), markup=False, soft_wrap=True)
     if skipped:
         sys.exit(EXIT_SKIPPED)
 

@@ -3,6 +3,12 @@
 Only sentences that name a finding are parsed, and each distinct sentence is decided once (reports
 repeat sentences heavily), so the parser's cost grows with the vocabulary of findings, not with
 the archive.
+
+Before parsing, each mention found by a synonym is replaced by a plain noun (`MASK_SINGULAR` or
+`MASK_PLURAL`): the small parser reads "no parenchymal infiltrates" as a verb phrase and lists of
+rare medical words as compounds, but parses "no parenchymal opacities" and "no nodules, masses or
+opacities" correctly. Mentions found by a lexicon *pattern* ("the heart is not enlarged") keep their
+words, since the pattern may contain the cue itself.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from .readers import Report
 from .sections import normalise, select_sections, split_sentences
 
 METHODS = ("rules", "keyword", "negex")
+MASK_SINGULAR, MASK_PLURAL = "opacity", "opacities"
 NORMAL_RULE = "normal.phrase"
 
 
@@ -118,12 +125,60 @@ class Labeler:
                 self._cache[sentence] = self._negex(sentence, matches) + normal
             else:
                 needing_parse.append((sentence, matches, normal))
-        docs = parse_sentences(self.nlp, (s for s, _, _ in needing_parse), self.batch_size)
-        for (sentence, matches, normal), doc in zip(needing_parse, docs):
+        masked = [mask_mentions(s, matches) for s, matches, _ in needing_parse]
+        docs = parse_sentences(self.nlp, (text for text, _ in masked), self.batch_size)
+        for (sentence, matches, normal), (_, spans), doc in zip(needing_parse, masked, docs):
             graph = sentence_graph(doc)
             decisions = []
-            for m in matches:
-                span = doc.char_span(m.start, m.end, alignment_mode="expand")
-                assertion, rule = assert_mention(graph, span.root.i, self.lexicon.rules)
+            for m, (a, b) in zip(matches, spans):
+                head = doc.char_span(a, b, alignment_mode="expand").root.i
+                assertion, rule = assert_mention(graph, head, self.lexicon.rules)
                 decisions.append((m.finding, m.start, m.end, assertion, rule))
             self._cache[sentence] = decisions + normal
+
+
+def mask_mentions(sentence: str, matches: list[Match]) -> tuple[str, list[tuple[int, int]]]:
+    """The sentence with each synonym mention replaced by a plain noun, and each mention's new span.
+
+    Overlapping mentions share one replacement; pattern mentions (`Match.masked` false) are kept.
+    """
+    pieces: list[str] = []
+    spans: list[tuple[int, int]] = [(0, 0)] * len(matches)
+    pos = 0  # position in the original sentence
+    out_len = 0
+    order = sorted(range(len(matches)), key=lambda i: (matches[i].start, -matches[i].end))
+    group: list[int] = []
+    group_end = -1
+
+    def flush() -> None:
+        nonlocal pos, out_len
+        if not group:
+            return
+        start = min(matches[i].start for i in group)
+        end = max(matches[i].end for i in group)
+        pieces.append(sentence[pos:start])
+        out_len += start - pos
+        if all(matches[i].maskable for i in group):
+            word = MASK_PLURAL if _plural(sentence[start:end]) else MASK_SINGULAR
+        else:
+            word = sentence[start:end]
+        for i in group:
+            spans[i] = (out_len, out_len + len(word))
+        pieces.append(word)
+        out_len += len(word)
+        pos = end
+
+    for i in order:
+        if group and matches[i].start >= group_end:
+            flush()
+            group = []
+        group.append(i)
+        group_end = max(group_end, matches[i].end)
+    flush()
+    pieces.append(sentence[pos:])
+    return "".join(pieces), spans
+
+
+def _plural(text: str) -> bool:
+    word = text.lower().split()[-1] if text.split() else text.lower()
+    return word.endswith("s") and not word.endswith(("is", "ss", "us", "xs"))

@@ -21,6 +21,7 @@ class Match:
     finding: str
     start: int
     end: int
+    maskable: bool = True  # found by a synonym (a noun phrase), not by a free-form pattern
 
 
 def _phrase_regex(phrase: str) -> str:
@@ -48,11 +49,10 @@ class MentionFinder:
     """Compiled synonyms of every finding in a lexicon; `find` returns non-overlapping matches per finding."""
 
     def __init__(self, lexicon: Lexicon) -> None:
-        self._findings: list[tuple[str, re.Pattern[str], re.Pattern[str] | None]] = []
+        self._findings: list[tuple[str, re.Pattern[str], re.Pattern[str] | None, re.Pattern[str] | None]] = []
         for finding in lexicon.findings:
-            regex = _alternation(finding.synonyms, finding.patterns)
-            assert regex is not None  # the validator requires synonyms
-            self._findings.append((finding.name, regex, _alternation(finding.exclusions)))
+            self._findings.append((finding.name, _alternation(finding.synonyms), _alternation((), finding.patterns),
+                                   _alternation(finding.exclusions)))
         self._normal = _alternation(lexicon.normal_phrases)
         self.no_finding = lexicon.no_finding
         # One cheap test per sentence before any per-finding work.
@@ -64,11 +64,14 @@ class MentionFinder:
         if self._any is None or not self._any.search(text):
             return []
         out: list[Match] = []
-        for name, regex, exclusion in self._findings:
+        for name, synonyms, patterns, exclusion in self._findings:
             excluded = [(m.start(), m.end()) for m in exclusion.finditer(text)] if exclusion else []
-            for m in regex.finditer(text):
-                if not any(a < m.end() and m.start() < b for a, b in excluded):
-                    out.append(Match(name, m.start(), m.end()))
+            found = [Match(name, m.start(), m.end()) for m in synonyms.finditer(text)] if synonyms else []
+            if patterns:
+                # A pattern mention replaces the synonym mentions it covers ("heart is not enlarged").
+                extra = [Match(name, m.start(), m.end(), maskable=False) for m in patterns.finditer(text)]
+                found = [f for f in found if not any(e.start <= f.start and f.end <= e.end for e in extra)] + extra
+            out.extend(m for m in found if not any(a < m.end and m.start < b for a, b in excluded))
         return sorted(out, key=lambda m: (m.start, m.end))
 
     def find_normal(self, text: str) -> list[Match]:

