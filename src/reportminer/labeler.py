@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
+import networkx as nx
 from spacy.language import Language
 
 from .aggregate import aggregate
@@ -125,16 +126,23 @@ class Labeler:
                 self._cache[sentence] = self._negex(sentence, matches) + normal
             else:
                 needing_parse.append((sentence, matches, normal))
-        masked = [mask_mentions(s, matches) for s, matches, _ in needing_parse]
-        docs = parse_sentences(self.nlp, (text for text, _ in masked), self.batch_size)
-        for (sentence, matches, normal), (_, spans), doc in zip(needing_parse, masked, docs):
-            graph = sentence_graph(doc)
+        parsed = parse_mentions(self.nlp, [(s, matches) for s, matches, _ in needing_parse], self.batch_size)
+        for (sentence, matches, normal), (graph, heads) in zip(needing_parse, parsed):
             decisions = []
-            for m, (a, b) in zip(matches, spans):
-                head = doc.char_span(a, b, alignment_mode="expand").root.i
+            for m, head in zip(matches, heads):
                 assertion, rule = assert_mention(graph, head, self.lexicon.rules)
                 decisions.append((m.finding, m.start, m.end, assertion, rule))
             self._cache[sentence] = decisions + normal
+
+
+def parse_mentions(nlp: Language, items: list[tuple[str, list[Match]]],
+                   batch_size: int = 256) -> Iterator[tuple[nx.MultiDiGraph, list[int]]]:
+    """For each (sentence, mentions): the masked sentence's graph and each mention's head token."""
+    masked = [mask_mentions(sentence, matches) for sentence, matches in items]
+    docs = parse_sentences(nlp, (text for text, _ in masked), batch_size)
+    for (_, spans), doc in zip(masked, docs):
+        heads = [doc.char_span(a, b, alignment_mode="expand").root.i for a, b in spans]
+        yield sentence_graph(doc), heads
 
 
 def mask_mentions(sentence: str, matches: list[Match]) -> tuple[str, list[tuple[int, int]]]:
