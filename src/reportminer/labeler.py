@@ -30,6 +30,7 @@ from .sections import normalise, select_sections, split_sentences
 METHODS = ("rules", "keyword", "negex")
 MASK_SINGULAR, MASK_PLURAL = "opacity", "opacities"
 NORMAL_RULE = "normal.phrase"
+SIGN_RULE = "unc.indirect_sign"  # a positive mention of a finding's sign (lexicon `signs`)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,8 @@ class Labeler:
             decisions = []
             for m, head in zip(matches, heads):
                 assertion, rule = assert_mention(graph, head, self.lexicon.rules)
+                if m.sign and assertion == "positive":
+                    assertion, rule = "uncertain", SIGN_RULE
                 decisions.append((m.finding, m.start, m.end, assertion, rule))
             self._cache[sentence] = decisions + normal
 

@@ -34,6 +34,7 @@ class Finding:
     synonyms: tuple[str, ...]
     patterns: tuple[str, ...]
     exclusions: tuple[str, ...]
+    signs: tuple[str, ...] = ()  # indirect signs: a positive one makes the finding only uncertain
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ def _load_findings(path: Path) -> list[Finding]:
         if not isinstance(entry, dict):
             raise LexiconError(f"{path}: findings[{n}] must be a mapping with name and synonyms")
         check = _Checker(path, entry, f"findings[{n}]")
-        check.unknown({"name", "synonyms", "patterns", "exclusions", "note"})
+        check.unknown({"name", "synonyms", "patterns", "exclusions", "signs", "note"})
         name = check.string("name")
         check = _Checker(path, entry, name)
         if not FINDING_NAME.match(name):
@@ -224,7 +225,8 @@ def _load_findings(path: Path) -> list[Finding]:
             except re.error as exc:
                 raise check.fail("patterns", f"{pattern!r} is not a valid regular expression ({exc})") from None
         out.append(Finding(name=name, synonyms=tuple(s.lower() for s in synonyms), patterns=patterns,
-                           exclusions=tuple(s.lower() for s in check.strings("exclusions"))))
+                           exclusions=tuple(s.lower() for s in check.strings("exclusions")),
+                           signs=tuple(s.lower() for s in check.strings("signs"))))
     return out
 
 

@@ -3,7 +3,9 @@
 This runs on plain text before any parsing, so a sentence that names no finding is never parsed.
 Synonyms match whole words, case-insensitively, with hyphens or spaces between words and a plural
 ending on the last word ("effusion(s)", "opacity/opacities"); exclusions are phrases that look like
-a finding but are not one ("pericardial effusion"): a mention inside one is dropped.
+a finding but are not one ("pericardial effusion"): a mention inside one is dropped. Signs point to
+a finding without naming it ("blunting of the costophrenic angle"); the labeler counts a positive
+sign as uncertain.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class Match:
     start: int
     end: int
     maskable: bool = True  # found by a synonym (a noun phrase), not by a free-form pattern
+    sign: bool = False  # an indirect sign of the finding, not its name
 
 
 def _phrase_regex(phrase: str) -> str:
@@ -49,14 +52,12 @@ class MentionFinder:
     """Compiled synonyms of every finding in a lexicon; `find` returns non-overlapping matches per finding."""
 
     def __init__(self, lexicon: Lexicon) -> None:
-        self._findings: list[tuple[str, re.Pattern[str], re.Pattern[str] | None, re.Pattern[str] | None]] = []
-        for finding in lexicon.findings:
-            self._findings.append((finding.name, _alternation(finding.synonyms), _alternation((), finding.patterns),
-                                   _alternation(finding.exclusions)))
+        self._findings = [(f.name, _alternation(f.synonyms), _alternation((), f.patterns), _alternation(f.signs),
+                           _alternation(f.exclusions)) for f in lexicon.findings]
         self._normal = _alternation(lexicon.normal_phrases)
         self.no_finding = lexicon.no_finding
         # One cheap test per sentence before any per-finding work.
-        self._any = _alternation(tuple(s for f in lexicon.findings for s in f.synonyms),
+        self._any = _alternation(tuple(s for f in lexicon.findings for s in f.synonyms + f.signs),
                                  tuple(p for f in lexicon.findings for p in f.patterns))
 
     def find(self, text: str) -> list[Match]:
@@ -64,12 +65,14 @@ class MentionFinder:
         if self._any is None or not self._any.search(text):
             return []
         out: list[Match] = []
-        for name, synonyms, patterns, exclusion in self._findings:
+        for name, synonyms, patterns, signs, exclusion in self._findings:
             excluded = [(m.start(), m.end()) for m in exclusion.finditer(text)] if exclusion else []
             found = [Match(name, m.start(), m.end()) for m in synonyms.finditer(text)] if synonyms else []
-            if patterns:
-                # A pattern mention replaces the synonym mentions it covers ("heart is not enlarged").
-                extra = [Match(name, m.start(), m.end(), maskable=False) for m in patterns.finditer(text)]
+            for regex, extra_kind in ((patterns, {"maskable": False}), (signs, {"sign": True})):
+                if regex is None:
+                    continue
+                # A pattern or sign replaces the synonym mentions it covers ("heart is not enlarged").
+                extra = [Match(name, m.start(), m.end(), **extra_kind) for m in regex.finditer(text)]
                 found = [f for f in found if not any(e.start <= f.start and f.end <= e.end for e in extra)] + extra
             out.extend(m for m in found if not any(a < m.end and m.start < b for a, b in excluded))
         return sorted(out, key=lambda m: (m.start, m.end))
