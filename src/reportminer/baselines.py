@@ -29,6 +29,8 @@ def negex_decider(nlp: Language) -> Callable[[str, list[Match]], list[tuple[str,
 
     def decide(sentence: str, matches: list[Match]) -> list[tuple[str, int, int, str, str]]:
         doc = tokenizer_only.make_doc(sentence)
+        for token in doc:  # the text is one sentence already
+            token.is_sent_start = token.i == 0
         spans = [doc.char_span(m.start, m.end, label=m.finding, alignment_mode="expand") for m in matches]
         doc.spans[SPAN_KEY] = spans
         doc = negex(doc)
