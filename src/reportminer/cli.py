@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -15,7 +16,7 @@ from . import __version__
 from .errors import ReportminerError
 from .labeler import METHODS, Labeler
 from .lexicon import load_lexicon
-from .output import MENTION_SCHEMA, atomic_parquet, label_schema
+from .output import MENTION_SCHEMA, atomic_parquet, encode_metadata, label_schema
 from .parse import DEFAULT_MODEL, load_model, model_description
 from .readers import Report, Skipped, read_inputs
 
@@ -68,7 +69,7 @@ def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, lexicon
             else:
                 yield record
 
-    meta = {"version": __version__, "lexicon_digest": lex.digest, "parser": model_description(nlp),
+    meta = {"version": __version__, "lexicon": lex.folder, "lexicon_digest": lex.digest, "parser": model_description(nlp),
             "parser_package": model, "assertions": method, "inputs": [str(p) for p in inputs],
             "label_columns": lex.label_columns}
     with _progress(quiet) as progress, \
@@ -98,19 +99,10 @@ def _image_rows(report: Report, labels: dict[str, int | None]):
                "image_path": image_path, **labels}
 
 
-class _NoMentions:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _maybe_mentions(path: Path | None, meta: dict):
     if path is None:
-        return _NoMentions()
-    schema = MENTION_SCHEMA.with_metadata({k.decode(): v.decode() for k, v in label_schema([], meta).metadata.items()})
-    return atomic_parquet(path, schema)
+        return nullcontext()
+    return atomic_parquet(path, MENTION_SCHEMA.with_metadata(encode_metadata(meta)))
 
 
 def _progress(quiet: bool) -> Progress:

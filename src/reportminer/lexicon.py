@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -79,7 +79,6 @@ class Lexicon:
     no_finding: str
     digest: str
     folder: str
-    files: tuple[str, ...] = field(default=())
 
     @property
     def finding_names(self) -> list[str]:
@@ -129,7 +128,6 @@ def load_lexicon(folder: str | Path | None = None) -> Lexicon:
         rules=tuple(sorted(rules, key=lambda r: -r.priority)),
         digest="sha256:" + digest.hexdigest()[:16],
         folder=str(root),
-        files=tuple(str(p) for p in files),
         **settings,
     )
 

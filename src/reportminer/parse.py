@@ -107,7 +107,8 @@ def _spread_once(graph: nx.MultiDiGraph) -> None:
 
 
 def _has_edge(graph: nx.MultiDiGraph, head: int, child: int, label: str) -> bool:
-    return any(d == label for d in (graph.get_edge_data(head, child) or {}).values() for d in [d["dep"]])
+    edges = graph.get_edge_data(head, child) or {}
+    return any(data["dep"] == label for data in edges.values())
 
 
 def _lists(graph: nx.MultiDiGraph) -> list[tuple[int, list[int]]]:

@@ -139,7 +139,10 @@ def read_table(path: Path, kind: str, encoding: str = "utf-8") -> Iterator[Recor
     reports: dict[str, Report] = {}
     for n, row in enumerate(frame.to_dict("records")):
         where = f"{path}:{n + first_data_line}" if kind != "parquet" else f"{path}[row {n}]"
-        get = lambda name: _clean(row.get(columns[name])) if name in columns else None  # noqa: E731
+
+        def get(name: str, row: dict = row) -> str | None:
+            return _clean(row.get(columns[name])) if name in columns else None
+
         report_id = get("report_id")
         if report_id is None:
             yield Skipped(where, "empty report_id")
