@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskProgressColumn,
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, Task,
                            TextColumn, TimeElapsedColumn)
+from rich.text import Text
 
 from . import __version__
 from .errors import ReportminerError
@@ -105,10 +106,16 @@ def _maybe_mentions(path: Path | None, meta: dict):
     return atomic_parquet(path, MENTION_SCHEMA.with_metadata(encode_metadata(meta)))
 
 
+class _RateColumn(ProgressColumn):
+    """Reports per second, once there is a measurement."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:,.0f} reports/s" if task.speed else "")
+
+
 def _progress(quiet: bool) -> Progress:
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TaskProgressColumn(show_speed=True), TimeElapsedColumn(),
-                    console=err, disable=quiet, transient=False)
+                    _RateColumn(), TimeElapsedColumn(), console=err, disable=quiet, transient=False)
 
 
 

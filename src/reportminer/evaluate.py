@@ -68,7 +68,9 @@ def evaluate_files(labels: str | Path, gold: str | Path, uncertain: str = "negat
     totals = {}
     for name, members in groups.items():
         tp, fp, fn = (sum(per[f][k] for f in members) for k in ("tp", "fp", "fn"))
-        macro = {k: sum(per[f][k] for f in members) / len(members) for k in ("precision", "recall", "f1")}
+        # A finding with no gold positive and no prediction has nothing to score: it is left out of macro.
+        scored = [f for f in members if per[f]["tp"] + per[f]["fp"] + per[f]["fn"]] or members
+        macro = {k: sum(per[f][k] for f in scored) / len(scored) for k in ("precision", "recall", "f1")}
         totals[name] = {"findings": members, "micro": {**_prf(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn},
                         "macro": macro}
     return {"labels": str(labels), "gold": str(gold), "uncertain": uncertain, "reports": int(len(truth)),
