@@ -63,3 +63,15 @@ def test_repeated_sentences_are_decided_once(lexicon, nlp):
 def test_aggregation_precedence(pairs, expected):
     labels = aggregate(pairs, ["Effusion"], ("positive", "uncertain", "negative"), "No_Finding")
     assert labels == expected
+
+
+def test_masking_replaces_synonyms_keeps_patterns_and_merges_overlaps():
+    from reportminer.labeler import mask_mentions
+    from reportminer.mentions import Match
+
+    sentence = "No parenchymal infiltrates or pleural effusions, heart is not enlarged."
+    matches = [Match("Infiltration", 15, 26), Match("Effusion", 30, 47), Match("Pleural_Thickening", 30, 37),
+               Match("Cardiomegaly", 49, 70, maskable=False)]
+    text, spans = mask_mentions(sentence, matches)
+    assert text == "No parenchymal opacities or opacities, heart is not enlarged."
+    assert [text[a:b] for a, b in spans] == ["opacities", "opacities", "opacities", "heart is not enlarged"]

@@ -29,6 +29,7 @@ from .sections import normalise, select_sections, split_sentences
 
 METHODS = ("rules", "keyword", "negex")
 MASK_SINGULAR, MASK_PLURAL = "opacity", "opacities"
+CACHE_LIMIT = 200_000  # distinct sentences remembered; the cache starts afresh past this, to bound memory
 NORMAL_RULE = "normal.phrase"
 SIGN_RULE = "unc.indirect_sign"  # a positive mention of a finding's sign (lexicon `signs`)
 
@@ -91,6 +92,8 @@ class Labeler:
             yield from self._label_batch(batch)
 
     def _label_batch(self, reports: list[Report]) -> Iterator[Labeled]:
+        if len(self._cache) > CACHE_LIMIT:
+            self._cache.clear()
         layouts = [self._layout(r) for r in reports]
         todo = sorted({s for layout in layouts for _, _, _, s, _ in layout if s not in self._cache})
         self._decide(todo)
