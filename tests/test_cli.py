@@ -52,7 +52,7 @@ def test_evidence_file_has_the_spec_columns(labeled):
 
 
 def test_evaluate_on_the_samples_is_perfect(labeled, tmp_path):
-    result = run("evaluate", labeled / "labels.parquet", SAMPLES / "gold.csv", "--json", tmp_path / "e.json",
+    result = run("evaluate", labeled / "labels.parquet", SAMPLES / "hand_gold.csv", "--json", tmp_path / "e.json",
                  "--errors", tmp_path / "errors.csv")
     assert result.exit_code == 0, result.output
     figures = json.loads((tmp_path / "e.json").read_text())
@@ -62,7 +62,7 @@ def test_evaluate_on_the_samples_is_perfect(labeled, tmp_path):
 
 
 def test_evaluate_uncertain_as_positive_adds_false_positives(labeled, tmp_path):
-    result = run("evaluate", labeled / "labels.parquet", SAMPLES / "gold.csv", "--uncertain", "positive",
+    result = run("evaluate", labeled / "labels.parquet", SAMPLES / "hand_gold.csv", "--uncertain", "positive",
                  "--errors", tmp_path / "errors.csv")
     assert result.exit_code == 0, result.output
     errors = pd.read_csv(tmp_path / "errors.csv")
