@@ -17,7 +17,7 @@ from . import __version__
 from .errors import ReportminerError
 from .labeler import METHODS, Labeler
 from .lexicon import load_lexicon
-from .output import MENTION_SCHEMA, atomic_parquet, encode_metadata, label_schema
+from .output import MENTION_SCHEMA, atomic_parquet, atomic_text, encode_metadata, label_schema
 from .parse import DEFAULT_MODEL, load_model, model_description
 from .readers import Report, Skipped, read_inputs
 
@@ -137,11 +137,11 @@ def evaluate(labels: Path, gold: Path, uncertain: str, json_path: Path | None, e
     result = evaluate_files(labels, gold, uncertain=uncertain)
     click.echo(format_table(result))
     if json_path:
-        _write_text(json_path, json.dumps(result, indent=2))
+        atomic_text(json_path, json.dumps(result, indent=2))
     if errors_path:
         evidence = evidence or _beside(labels, "mentions.parquet")
         frame = list_errors(labels, gold, uncertain=uncertain, evidence=evidence)
-        _write_text(errors_path, frame.to_csv(index=False))
+        atomic_text(errors_path, frame.to_csv(index=False))
         err.print(f"{len(frame)} errors → {errors_path}", markup=False)
 
 
@@ -149,8 +149,3 @@ def _beside(path: Path, name: str) -> Path | None:
     candidate = path.with_name(name)
     return candidate if candidate.exists() else None
 
-
-def _write_text(path: Path, text: str) -> None:
-    from .evaluate import atomic_text
-
-    atomic_text(path, text)

@@ -7,8 +7,6 @@ share one report, so they agree). Totals are given over all findings in the gold
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -110,16 +108,3 @@ def list_errors(labels: str | Path, gold: str | Path, uncertain: str = "negative
     frame["evidence"] = [grouped.get((r, f), "(not mentioned)") for r, f in zip(frame["report_id"], frame["finding"])]
     return frame
 
-
-def atomic_text(path: str | Path, text: str) -> None:
-    """Write a text file all at once (temporary file, then rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -64,18 +64,30 @@ class RowWriter:
 
 
 @contextmanager
-def atomic_parquet(path: str | Path, schema: pa.Schema, chunk: int = 10_000) -> Iterator[RowWriter]:
-    """Write rows to `path` atomically: on any error the target is left untouched."""
+def atomic_path(path: str | Path) -> Iterator[str]:
+    """A temporary path beside `path` that replaces it only if the block completes; else it is removed."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            rows = RowWriter(writer, schema, chunk)
-            yield rows
-            rows.flush()
+        yield tmp
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def atomic_parquet(path: str | Path, schema: pa.Schema, chunk: int = 10_000) -> Iterator[RowWriter]:
+    """Write rows to `path` atomically: on any error the target is left untouched."""
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        rows = RowWriter(writer, schema, chunk)
+        yield rows
+        rows.flush()
+
+
+def atomic_text(path: str | Path, text: str) -> None:
+    """Write a text file all at once (temporary file, then rename)."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
