@@ -30,6 +30,17 @@ def labeler(lexicon, nlp) -> Labeler:
     return Labeler(lexicon, nlp)
 
 
+def write_bad_reports(folder: Path, good_text: str) -> Path:
+    """A folder with one good report and one each of: zero bytes, blank, Latin-1 encoded, broken XML."""
+    folder.mkdir()
+    (folder / "good.txt").write_text(good_text)
+    (folder / "zero.txt").write_text("")
+    (folder / "empty.txt").write_text("   \n")
+    (folder / "latin.txt").write_bytes("Épanchement pleural.".encode("latin-1"))
+    (folder / "bad.xml").write_text("<eCitation><uId id='X'>")
+    return folder
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `realdata` skip when ../shared/data is absent (a user's clone has none)."""
     if SHARED.is_dir():

@@ -11,7 +11,7 @@ from reportminer import __version__
 from reportminer.cli import EXIT_SKIPPED, main
 from reportminer.output import read_metadata
 
-from conftest import SAMPLES
+from conftest import SAMPLES, write_bad_reports
 
 
 def run(*args):
@@ -72,15 +72,11 @@ def test_evaluate_uncertain_as_positive_adds_false_positives(labeled, tmp_path):
 
 
 def test_bad_reports_are_skipped_named_and_the_rest_labeled(tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "good.txt").write_text("Small left pneumothorax.")
-    (folder / "empty.txt").write_text("")
-    (folder / "latin.txt").write_bytes("Épanchement.".encode("latin-1"))
-    (folder / "bad.xml").write_text("<eCitation>")
+    folder = write_bad_reports(tmp_path / "in", "Small left pneumothorax.")
     result = run("label", folder, "-o", tmp_path / "labels.parquet", "--quiet")
     assert result.exit_code == EXIT_SKIPPED
     assert f"skipped {folder / 'empty.txt'}: empty report" in result.output
+    assert f"skipped {folder / 'zero.txt'}: empty report" in result.output
     assert f"skipped {folder / 'latin.txt'}: not valid utf-8" in result.output
     assert f"skipped {folder / 'bad.xml'}: broken XML" in result.output
     labels = pd.read_parquet(tmp_path / "labels.parquet")

@@ -9,6 +9,8 @@ from reportminer.errors import InputError
 from reportminer.readers import Report, Skipped, read_inputs
 from reportminer.sections import normalise, select_sections, split_sentences
 
+from conftest import write_bad_reports
+
 XML = """<?xml version="1.0" encoding="utf-8"?>
 <eCitation><uId id="CXR9"/><MedlineCitation><Article><Abstract>
 <AbstractText Label="INDICATION">Cough</AbstractText>
@@ -72,17 +74,12 @@ def test_missing_column_is_a_clear_error(tmp_path):
 
 
 def test_bad_rows_and_files_are_skipped_with_reasons(tmp_path):
-    folder = tmp_path / "reports"
-    folder.mkdir()
-    (folder / "good.txt").write_text("No pneumothorax.")
-    (folder / "empty.txt").write_text("   \n")
-    (folder / "latin.txt").write_bytes("Épanchement pleural.".encode("latin-1"))
-    (folder / "broken.xml").write_text("<eCitation><uId id='X'>")
+    folder = write_bad_reports(tmp_path / "reports", "No pneumothorax.")
     got = records(folder)
     skipped = {r.source.split("/")[-1]: r.reason for r in got if isinstance(r, Skipped)}
     assert [r.report_id for r in got if isinstance(r, Report)] == ["good"]
-    assert skipped["empty.txt"] == "empty report"
-    assert "broken XML" in skipped["broken.xml"]
+    assert skipped["empty.txt"] == skipped["zero.txt"] == "empty report"
+    assert "broken XML" in skipped["bad.xml"]
     assert "not valid utf-8 (byte 0xc9 at offset 0); re-run with --encoding latin-1" in skipped["latin.txt"]
     # ...and the named encoding reads it.
     assert [r.text for r in records(folder / "latin.txt", encoding="latin-1")] == ["Épanchement pleural."]
