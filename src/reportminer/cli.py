@@ -72,7 +72,7 @@ def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, lexicon
 
     meta = {"version": __version__, "lexicon": lex.folder, "lexicon_digest": lex.digest, "parser": model_description(nlp),
             "parser_package": model, "assertions": method, "inputs": [str(p) for p in inputs],
-            "label_columns": lex.label_columns}
+            "label_columns": lex.label_columns, "no_finding": lex.no_finding}
     with _progress(quiet) as progress, \
             atomic_parquet(output, label_schema(lex.label_columns, meta)) as rows, \
             _maybe_mentions(evidence, meta) as mention_rows:
@@ -149,3 +149,96 @@ def _beside(path: Path, name: str) -> Path | None:
     candidate = path.with_name(name)
     return candidate if candidate.exists() else None
 
+
+
+@main.command()
+@click.argument("labels", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="labels.parquet to write, with a split column.")
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV of images for LABELS: report_id, image_id, patient_id, image_path (view_position, split optional).")
+@click.option("--nih", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="NIH Data_Entry_2017*.csv(.gz): build the dataset from NIH's own labels instead of LABELS.")
+@click.option("--train-val-list", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="NIH train_val_list.txt (with --test-list): the official split.")
+@click.option("--test-list", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="NIH test_list.txt.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Share of train_val patients carved out as val (official lists).")
+@click.option("--split-fractions", default="0.7,0.1,0.2", show_default=True,
+              help="train,val,test shares of patients when no split is given.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the patient draws.")
+@click.option("--frontal-only", is_flag=True, help="Keep PA and AP views only.")
+@click.option("--boxes", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="NIH BBox_List_2017.csv: write a clean boxes table (boxes.csv) beside the output.")
+@click.option("--lexicon", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Lexicon folder giving the finding names (default: the one shipped).")
+def dataset(labels: Path | None, output: Path, manifest: Path | None, nih: Path | None, train_val_list: Path | None,
+            test_list: Path | None, val_fraction: float, split_fractions: str, seed: int, frontal_only: bool,
+            boxes: Path | None, lexicon: Path | None) -> None:
+    """Build a dataset (labels + patient-safe split) from LABELS + --manifest, or from --nih."""
+    from . import dataset as ds
+
+    if (nih is None) == (labels is None):
+        raise click.UsageError("give either LABELS with --manifest, or --nih Data_Entry_2017.csv")
+    if labels is not None and manifest is None:
+        raise click.UsageError("LABELS needs --manifest (the images of each report)")
+    if (train_val_list is None) != (test_list is None):
+        raise click.UsageError("--train-val-list and --test-list go together")
+    lex = load_lexicon(lexicon)
+    if nih is not None:
+        columns = lex.label_columns
+        frame = ds.read_nih_entries(nih, lex.finding_names, lex.no_finding)
+        source = str(nih)
+    else:
+        from .stats import load_labels
+
+        _, columns, _ = load_labels(labels)
+        frame, dropped = ds.join_manifest(labels, manifest, columns)
+        for message in dropped[:5]:
+            err.print(f"warning: {message}", markup=False, soft_wrap=True)
+        if len(dropped) > 5:
+            err.print(f"warning: ... and {len(dropped) - 5} more images without labels", markup=False)
+        source = f"{labels} + {manifest}"
+    if frontal_only:
+        frame = ds.keep_frontal(frame)
+    if train_val_list is not None:
+        frame["split"] = ds.official_splits(frame, train_val_list, test_list, val_fraction, seed)
+        method = f"official lists ({train_val_list.name}, {test_list.name}); val = {val_fraction} of train_val patients, seed {seed}"
+    elif "split" in frame.columns:
+        frame["split"] = ds.given_splits(frame)
+        method = "the manifest's split column"
+    else:
+        try:
+            fractions = tuple(float(x) for x in split_fractions.split(","))
+        except ValueError:
+            raise click.BadParameter(f"{split_fractions!r} is not three numbers such as 0.7,0.1,0.2") from None
+        if len(fractions) != 3:
+            raise click.BadParameter(f"{split_fractions!r} needs three numbers: train,val,test")
+        frame["split"] = ds.patient_splits(frame, fractions, seed)
+        method = f"by patient, fractions {split_fractions}, seed {seed}"
+    summary = ds.split_summary(frame)
+    meta = {"version": __version__, "source": source, "split_method": method, "splits": summary,
+            "label_columns": columns, "no_finding": columns[-1], "frontal_only": frontal_only}
+    ds.write_dataset(frame, output, columns, meta)
+    parts = "; ".join(f"{s} {summary[s]['images']:,} images / {summary[s]['patients']:,} patients" for s in ds.SPLITS)
+    err.print(f"{len(frame):,} images, {frame['patient_id'].nunique():,} patients → {output}\n{parts}; "
+              f"patients in two splits: {summary['shared_patients']['count']}", markup=False, soft_wrap=True)
+    if boxes is not None:
+        table = ds.read_boxes(boxes, lex.finding_names)
+        target = output.with_name("boxes.csv")
+        ds.write_boxes(table, target)
+        err.print(f"{len(table):,} boxes on {table['Image Index'].nunique():,} images → {target}", markup=False)
+
+
+@main.command()
+@click.argument("labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for counts, co-occurrence (CSV and PNG), agreement and dataset_card.md.")
+@click.option("--compare", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Another labels.parquet (e.g. NIH's own labels) to measure agreement with.")
+def stats(labels: Path, out_dir: Path, compare: Path | None) -> None:
+    """Counts per finding and split, multi-label counts, co-occurrence, agreement, a dataset card."""
+    from .stats import write_stats
+
+    written = write_stats(labels, out_dir, compare)
+    err.print(f"wrote {', '.join(sorted(written))} → {out_dir}", markup=False, soft_wrap=True)

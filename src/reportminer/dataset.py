@@ -1,0 +1,257 @@
+"""Labels → a dataset a classifier can trust: one row per image, a patient-safe `split` column, boxes.
+
+Two sources: NIH's own `Data_Entry_2017*.csv(.gz)` (for users with the images and no reports), or
+`reportminer label` output joined to an image manifest. Splits come from the official NIH lists
+(validation carved from train_val by patient) or from a seeded split by patient; either way no
+patient may appear in two splits, and the check's result is recorded. Every bad row is an error
+naming the file and line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import InputError
+from .output import ID_COLUMNS, atomic_path, encode_metadata
+
+SPLITS = ("train", "val", "test")
+NIH_REQUIRED = ("Image Index", "Finding Labels", "Patient ID")
+NIH_OPTIONAL = {"View Position": "view_position", "Follow-up #": "follow_up", "Patient Age": "patient_age",
+                "Patient Gender": "patient_sex"}
+NIH_SPELLINGS = {"Infiltrate": "Infiltration", "No Finding": "No_Finding"}  # NIH's names → the SPEC's
+MANIFEST_REQUIRED = ("report_id", "image_id")
+FRONTAL_VIEWS = ("PA", "AP")
+BOX_COLUMNS = ["Image Index", "Finding Label", "x", "y", "w", "h"]
+
+
+def _line(row: int) -> int:
+    """The 1-based line of a CSV data row (the header is line 1)."""
+    return row + 2
+
+
+def _where(frame: pd.DataFrame, pos: int) -> str:
+    """`file:line` of the frame's row at position `pos` (rows keep their source line in `_line`)."""
+    return f"{frame.attrs.get('source', 'labels')}:{frame['_line'].iloc[pos]}"
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read as CSV ({exc})") from None
+
+
+def _require(frame: pd.DataFrame, path: Path, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing column {missing[0]!r} (columns are: {', '.join(frame.columns)})")
+
+
+def _no_duplicates(values: pd.Series, path: Path, what: str) -> None:
+    dupes = values[values.duplicated(keep=False)]
+    if len(dupes):
+        first = dupes.iloc[0]
+        lines = [_line(i) for i in dupes.index[dupes == first]]
+        raise InputError(f"{path}:{lines[1]}: {what} {first} listed twice (also on line {lines[0]})")
+
+
+def read_nih_entries(path: str | Path, findings: list[str], no_finding: str) -> pd.DataFrame:
+    """NIH's Data_Entry file as SPEC rows: 1 for each listed finding, 0 for the others."""
+    path = Path(path)
+    raw = _read_csv(path)
+    _require(raw, path, NIH_REQUIRED)
+    _no_duplicates(raw["Image Index"], path, "image")
+    known = set(findings) | {no_finding}
+    labels = np.zeros((len(raw), len(findings) + 1), dtype=np.int8)
+    column = {name: i for i, name in enumerate(findings + [no_finding])}
+    for row, cell in enumerate(raw["Finding Labels"]):
+        for name in filter(None, (n.strip() for n in cell.split("|"))):
+            name = NIH_SPELLINGS.get(name, name)
+            if name not in known:
+                raise InputError(f"{path}:{_line(row)}: unknown finding {name!r} in 'Finding Labels'; "
+                                 f"known: {', '.join(sorted(known))}")
+            labels[row, column[name]] = 1
+    frame = pd.DataFrame({"report_id": None, "image_id": raw["Image Index"], "patient_id": raw["Patient ID"],
+                          "image_path": raw["Image Index"], "_line": [_line(i) for i in range(len(raw))]})
+    for name, i in column.items():
+        frame[name] = labels[:, i]
+    for source, target in NIH_OPTIONAL.items():
+        if source in raw.columns:
+            frame[target] = raw[source]
+    frame.attrs["source"] = str(path)
+    return frame
+
+
+def join_manifest(labels_path: str | Path, manifest_path: str | Path,
+                  label_columns: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """The labeler's labels joined to an image manifest (report_id, image_id, patient_id, image_path...).
+
+    Returns the rows and a list of messages about manifest rows whose report has no labels (dropped).
+    """
+    manifest_path = Path(manifest_path)
+    manifest = _read_csv(manifest_path)
+    _require(manifest, manifest_path, MANIFEST_REQUIRED)
+    _no_duplicates(manifest["image_id"], manifest_path, "image")
+    labels = pq.read_table(labels_path).to_pandas()
+    missing = [c for c in ["report_id", *label_columns] if c not in labels.columns]
+    if missing:
+        raise InputError(f"{labels_path}: missing column {missing[0]!r}; is this a reportminer labels.parquet?")
+    per_report = labels.groupby("report_id", sort=False)[label_columns].first()
+    known = manifest["report_id"].isin(per_report.index)
+    dropped = [f"{manifest_path}:{_line(i)}: report {r} has no labels in {labels_path}; image {img} left out"
+               for i, r, img in zip(manifest.index[~known], manifest["report_id"][~known], manifest["image_id"][~known])]
+    kept = manifest[known].reset_index(drop=True)
+    frame = pd.DataFrame({c: kept[c] if c in kept.columns else None for c in ID_COLUMNS}).replace({"": None})
+    joined = per_report.reindex(kept["report_id"]).reset_index(drop=True)
+    for c in label_columns:
+        frame[c] = joined[c].astype("Int8")
+    for c in kept.columns:
+        if c not in frame.columns:
+            frame[c] = kept[c].replace({"": None})
+    frame["_line"] = [_line(i) for i in manifest.index[known]]
+    frame.attrs["source"] = str(manifest_path)
+    return frame, dropped
+
+
+def keep_frontal(frame: pd.DataFrame) -> pd.DataFrame:
+    """Only PA and AP views (needs a view_position column)."""
+    if "view_position" not in frame.columns:
+        raise InputError("--frontal-only needs a 'View Position' (NIH) or 'view_position' (manifest) column")
+    kept = frame[frame["view_position"].fillna("").str.upper().isin(FRONTAL_VIEWS)].reset_index(drop=True)
+    kept.attrs = dict(frame.attrs)
+    return kept
+
+
+def read_list(path: str | Path) -> list[str]:
+    """An NIH split list: one image name per line."""
+    try:
+        return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the list ({exc})") from None
+
+
+def official_splits(frame: pd.DataFrame, train_val_list: str | Path, test_list: str | Path,
+                    val_fraction: float, seed: int) -> pd.Series:
+    """train/val/test from NIH's lists; val is `val_fraction` of train_val's patients, drawn with `seed`."""
+    train_val, test = read_list(train_val_list), read_list(test_list)
+    both = set(train_val) & set(test)
+    if both:
+        name = sorted(both)[0]
+        raise InputError(f"{test_list}:{test.index(name) + 1}: image {name} is also in {train_val_list} "
+                         f"(line {train_val.index(name) + 1}); an image belongs to one split")
+    where = {name: "train" for name in train_val} | {name: "test" for name in test}
+    split = frame["image_id"].map(where)
+    if split.isna().any():
+        row = int(np.flatnonzero(split.isna().to_numpy())[0])
+        raise InputError(f"{_where(frame, row)}: image {frame['image_id'].iloc[row]} "
+                         f"is in neither {train_val_list} nor {test_list}")
+    check_patients(frame, split, f"{train_val_list} and {test_list}")
+    patients = np.array(sorted(frame.loc[split == "train", "patient_id"].unique()))
+    rng = np.random.default_rng(seed)
+    val_patients = set(rng.permutation(patients)[: int(round(len(patients) * val_fraction))])
+    split[(split == "train") & frame["patient_id"].isin(val_patients)] = "val"
+    return split
+
+
+def patient_splits(frame: pd.DataFrame, fractions: tuple[float, float, float], seed: int) -> pd.Series:
+    """A seeded split by patient, so that all of a patient's images share one split."""
+    if any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
+        raise InputError(f"split fractions must be non-negative and sum to 1, got {fractions}")
+    patients = np.array(sorted(frame["patient_id"].unique()))
+    shuffled = np.random.default_rng(seed).permutation(patients)
+    cuts = np.cumsum([int(round(f * len(patients))) for f in fractions[:2]])
+    where = {p: SPLITS[int(np.searchsorted(cuts, i, side="right"))] for i, p in enumerate(shuffled)}
+    return frame["patient_id"].map(where)
+
+
+def given_splits(frame: pd.DataFrame) -> pd.Series:
+    """The `split` column a manifest brings, checked: known values, no patient in two splits."""
+    split = frame["split"].str.strip().str.lower()
+    bad = ~split.isin(SPLITS)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"{_where(frame, row)}: split {frame['split'].iloc[row]!r} "
+                         f"must be one of {', '.join(SPLITS)}")
+    check_patients(frame, split, "the 'split' column")
+    return split
+
+
+def check_patients(frame: pd.DataFrame, split: pd.Series, given_by: str) -> None:
+    """Fail, naming two rows, if any patient has images in two splits."""
+    if frame["patient_id"].isna().any():
+        row = int(np.flatnonzero(frame["patient_id"].isna().to_numpy())[0])
+        raise InputError(f"{_where(frame, row)}: image {frame['image_id'].iloc[row]} "
+                         f"has no patient_id; patient-level splits need one for every image")
+    groups = pd.DataFrame({"patient": frame["patient_id"].to_numpy(), "split": split.to_numpy()})
+    spread = groups.groupby("patient")["split"].nunique()
+    crossing = spread[spread > 1]
+    if len(crossing):
+        patient = crossing.index[0]
+        rows = groups.index[groups["patient"] == patient]
+        first = rows[0]
+        other = next(r for r in rows if groups["split"][r] != groups["split"][first])
+        raise InputError(f"{_where(frame, other)}: patient {patient} is in '{groups['split'][other]}' here and in "
+                         f"'{groups['split'][first]}' on line {frame['_line'].iloc[first]} "
+                         f"(splits given by {given_by}); {len(crossing)} patients cross splits")
+
+
+def split_summary(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Images and patients per split, and the number of patients found in more than one split."""
+    out = {s: {"images": int((frame["split"] == s).sum()),
+               "patients": int(frame.loc[frame["split"] == s, "patient_id"].nunique())} for s in SPLITS}
+    out["shared_patients"] = {"count": int((frame.groupby("patient_id")["split"].nunique() > 1).sum())}
+    return out
+
+
+def read_boxes(path: str | Path, findings: list[str]) -> pd.DataFrame:
+    """NIH's BBox_List (odd header with stray empty fields, `Infiltrate`) as a clean NIH-format table."""
+    path = Path(path)
+    try:
+        raw = pd.read_csv(path, header=None, skiprows=1, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read as CSV ({exc})") from None
+    raw = raw.loc[:, [c for c in raw.columns if (raw[c] != "").any()]]
+    if raw.shape[1] != 6:
+        raise InputError(f"{path}: expected 6 fields per row (image, finding, x, y, w, h), found {raw.shape[1]}")
+    raw.columns = BOX_COLUMNS
+    raw["Finding Label"] = raw["Finding Label"].map(lambda n: NIH_SPELLINGS.get(n.strip(), n.strip()))
+    unknown = ~raw["Finding Label"].isin(findings)
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise InputError(f"{path}:{_line(row)}: unknown finding {raw['Finding Label'].iloc[row]!r}")
+    for c in ("x", "y", "w", "h"):
+        values = pd.to_numeric(raw[c], errors="coerce")
+        if values.isna().any():
+            row = int(np.flatnonzero(values.isna().to_numpy())[0])
+            raise InputError(f"{path}:{_line(row)}: {c} = {raw[c].iloc[row]!r} is not a number")
+        raw[c] = values
+    return raw
+
+
+def write_dataset(frame: pd.DataFrame, path: str | Path, label_columns: list[str], meta: dict) -> None:
+    """labels.parquet with the SPEC's columns, `split`, then any extra columns as strings; atomically."""
+    fields = [pa.field(c, pa.string()) for c in ID_COLUMNS] + [pa.field(c, pa.int8()) for c in label_columns]
+    fields.append(pa.field("split", pa.string()))
+    extra = [c for c in frame.columns if c not in {*ID_COLUMNS, *label_columns, "split"} and not c.startswith("_")]
+    fields += [pa.field(c, pa.string()) for c in extra]
+    schema = pa.schema(fields, metadata=encode_metadata(meta))
+    columns = {}
+    for f in fields:
+        values = frame[f.name]
+        if f.type == pa.int8():
+            columns[f.name] = pa.Array.from_pandas(values.astype("Int8"), type=f.type)
+        else:
+            columns[f.name] = pa.array([None if pd.isna(v) else str(v) for v in values], type=f.type)
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.table(columns, schema=schema), tmp)
+
+
+def write_boxes(boxes: pd.DataFrame, path: str | Path) -> None:
+    """The clean boxes table as CSV, atomically."""
+    with atomic_path(path) as tmp:
+        boxes.to_csv(tmp, index=False)
