@@ -63,17 +63,22 @@ def counts(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def positive(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """True where a label is 1; uncertain, negative and missing are all False."""
+    return frame[columns].eq(1).fillna(False).astype(bool)
+
+
 def multilabel(frame: pd.DataFrame, findings: list[str]) -> pd.DataFrame:
     """How many images have 0, 1, 2, ... positive findings."""
-    per_image = (frame[findings] == 1).sum(axis=1)
+    per_image = positive(frame, findings).sum(axis=1)
     table = per_image.value_counts().sort_index()
     return pd.DataFrame({"positive_findings": table.index, "images": table.to_numpy()})
 
 
 def cooccurrence(frame: pd.DataFrame, findings: list[str]) -> pd.DataFrame:
     """Images positive for both findings (the diagonal: positive for the finding at all)."""
-    positive = (frame[findings] == 1).astype(np.int64).to_numpy()
-    return pd.DataFrame(positive.T @ positive, index=findings, columns=findings)
+    matrix = positive(frame, findings).astype(np.int64).to_numpy()
+    return pd.DataFrame(matrix.T @ matrix, index=findings, columns=findings)
 
 
 def agreement(a: pd.DataFrame, b: pd.DataFrame, findings: list[str]) -> pd.DataFrame:
@@ -82,7 +87,7 @@ def agreement(a: pd.DataFrame, b: pd.DataFrame, findings: list[str]) -> pd.DataF
     joined = a[[key, *findings]].merge(b[[key, *findings]], on=key, suffixes=("_a", "_b"))
     rows = []
     for f in findings:
-        x, y = (joined[f + "_a"] == 1).to_numpy(), (joined[f + "_b"] == 1).to_numpy()
+        x, y = positive(joined, [f + "_a"]).to_numpy()[:, 0], positive(joined, [f + "_b"]).to_numpy()[:, 0]
         rows.append({"finding": f, "images": len(joined), "both": int((x & y).sum()),
                      "only_a": int((x & ~y).sum()), "only_b": int((~x & y).sum()),
                      "agreement": float((x == y).mean()) if len(joined) else float("nan"), "kappa": _kappa(x, y)})
