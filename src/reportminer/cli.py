@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -15,11 +15,11 @@ from rich.text import Text
 
 from . import __version__
 from .errors import ReportminerError
-from .labeler import METHODS, Labeler
+from .labeler import METHODS
 from .lexicon import load_lexicon
-from .output import MENTION_SCHEMA, atomic_parquet, atomic_text, encode_metadata, label_schema
-from .parse import DEFAULT_MODEL, load_model, model_description
-from .readers import Report, Skipped, read_inputs
+from .output import atomic_text
+from .parse import DEFAULT_MODEL
+from .readers import read_inputs
 
 EXIT_SKIPPED = 3  # labels were written, but some reports could not be read and were skipped
 err = Console(stderr=True, highlight=False)
@@ -53,57 +53,44 @@ def main() -> None:
 @click.option("--assertions", "method", type=click.Choice(METHODS), default="rules", show_default=True,
               help="How mentions are decided: graph rules, keyword (all positive) or negex (baseline).")
 @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of .txt, .csv and .jsonl inputs.")
+@click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
+              help="Local processes labeling at once (1: this process only).")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="local processes, or a Dask distributed cluster (with --scheduler).")
+@click.option("--scheduler", help="Dask scheduler address for --engine dask, e.g. tcp://scheduler-host:8786.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Reports per work unit (and per resumable part).")
+@click.option("--resume", is_flag=True, help="Continue a run that was stopped, skipping the chunks it finished.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, lexicon: Path | None, model: str,
-          method: str, encoding: str, quiet: bool) -> None:
+          method: str, encoding: str, workers: int, engine: str, scheduler: str | None, chunk_size: int,
+          resume: bool, quiet: bool) -> None:
     """Label reports in INPUTS (folders of .xml/.txt, or .csv/.parquet/.jsonl tables)."""
+    from .engine import Settings, fingerprint, make_engine, run_labeling
+
     lex = load_lexicon(lexicon)
-    nlp = load_model(model)
-    labeler = Labeler(lex, nlp, method=method)
-    skipped: list[Skipped] = []
-
-    def reports():
-        for record in read_inputs(list(inputs), encoding=encoding):
-            if isinstance(record, Skipped):
-                skipped.append(record)
-                err.print(f"skipped {record.source}: {record.reason}", markup=False, soft_wrap=True)
-            else:
-                yield record
-
-    meta = {"version": __version__, "lexicon": lex.folder, "lexicon_digest": lex.digest, "parser": model_description(nlp),
-            "parser_package": model, "assertions": method, "inputs": [str(p) for p in inputs],
-            "label_columns": lex.label_columns, "no_finding": lex.no_finding}
-    with _progress(quiet) as progress, \
-            atomic_parquet(output, label_schema(lex.label_columns, meta)) as rows, \
-            _maybe_mentions(evidence, meta) as mention_rows:
-        task = progress.add_task("labeling", total=None)
-        count = 0
-        for done in labeler.label(reports()):
-            for row in _image_rows(done.report, done.labels):
-                rows.write(row)
-            if mention_rows is not None:
-                for m in done.mentions:
-                    mention_rows.write({"report_id": done.report.report_id, **m.__dict__})
-            count += 1
-            progress.advance(task)
-    err.print(f"labeled {count} reports ({rows.count} rows) → {output}"
+    settings = Settings(lexicon=str(lexicon) if lexicon else None, model=model, method=method)
+    state = fingerprint(list(inputs), settings, lex.digest, chunk_size, evidence is not None, encoding)
+    meta = {"version": __version__, "lexicon": lex.folder, "lexicon_digest": lex.digest, "parser_package": model,
+            "assertions": method, "inputs": [str(p) for p in inputs], "label_columns": lex.label_columns,
+            "no_finding": lex.no_finding}
+    runner = make_engine(engine, workers, scheduler)
+    try:
+        with _progress(quiet) as progress:
+            task = progress.add_task("labeling", total=None)
+            outcome = run_labeling(
+                read_inputs(list(inputs), encoding=encoding), output, evidence, settings, meta, lex.label_columns,
+                runner, state, chunk_size, resume,
+                on_skip=lambda r: err.print(f"skipped {r.source}: {r.reason}", markup=False, soft_wrap=True),
+                on_progress=lambda n: progress.advance(task, n))
+    finally:
+        runner.close()
+    err.print(f"labeled {outcome.reports} reports ({outcome.rows} rows) → {output}"
               + (f"; mentions → {evidence}" if evidence else "")
-              + (f"; skipped {len(skipped)} (listed above)" if skipped else ""), markup=False, soft_wrap=True)
-    if skipped:
+              + (f"; skipped {len(outcome.skipped)} (listed above)" if outcome.skipped else ""),
+              markup=False, soft_wrap=True)
+    if outcome.skipped:
         sys.exit(EXIT_SKIPPED)
-
-
-def _image_rows(report: Report, labels: dict[str, int | None]):
-    images = report.images or [(None, None)]
-    for image_id, image_path in images:
-        yield {"report_id": report.report_id, "image_id": image_id, "patient_id": report.patient_id,
-               "image_path": image_path, **labels}
-
-
-def _maybe_mentions(path: Path | None, meta: dict):
-    if path is None:
-        return nullcontext()
-    return atomic_parquet(path, MENTION_SCHEMA.with_metadata(encode_metadata(meta)))
 
 
 class _RateColumn(ProgressColumn):
@@ -242,3 +229,7 @@ def stats(labels: Path, out_dir: Path, compare: Path | None) -> None:
 
     written = write_stats(labels, out_dir, compare)
     err.print(f"wrote {', '.join(sorted(written))} → {out_dir}", markup=False, soft_wrap=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,7 @@
 """The Parquet contracts of SPEC.md: schemas, provenance metadata, and writes that are all or nothing.
 
-Rows are written in row groups as they come, into a hidden temporary file beside the target, which
-replaces the target only when complete: a crash leaves the old file (or none), never half a file.
+Every output is written into a hidden temporary file beside the target, which replaces the target
+only when complete: a crash leaves the old file (or none), never half a file.
 """
 
 from __future__ import annotations
@@ -43,26 +43,6 @@ def read_metadata(path: str | Path) -> dict[str, str]:
             if k.decode().startswith("reportminer.")}
 
 
-class RowWriter:
-    """Buffers dict rows and writes them as row groups of `chunk` rows."""
-
-    def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema, chunk: int) -> None:
-        self._writer, self._schema, self._chunk = writer, schema, chunk
-        self._rows: list[dict[str, Any]] = []
-        self.count = 0
-
-    def write(self, row: dict[str, Any]) -> None:
-        self._rows.append(row)
-        if len(self._rows) >= self._chunk:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._rows:
-            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self._schema))
-            self.count += len(self._rows)
-            self._rows = []
-
-
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[str]:
     """A temporary path beside `path` that replaces it only if the block completes; else it is removed."""
@@ -76,15 +56,6 @@ def atomic_path(path: str | Path) -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-@contextmanager
-def atomic_parquet(path: str | Path, schema: pa.Schema, chunk: int = 10_000) -> Iterator[RowWriter]:
-    """Write rows to `path` atomically: on any error the target is left untouched."""
-    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
-        rows = RowWriter(writer, schema, chunk)
-        yield rows
-        rows.flush()
 
 
 def atomic_text(path: str | Path, text: str) -> None:

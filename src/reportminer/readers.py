@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterator, Union
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import InputError
@@ -126,21 +127,23 @@ def read_txt(path: Path, encoding: str = "utf-8") -> Iterator[Record]:
 
 
 def read_table(path: Path, kind: str, encoding: str = "utf-8") -> Iterator[Record]:
-    """A table with `report_id` and `text` (or section columns); rows sharing a report_id are its images."""
-    frame = _load_table(path, kind, encoding)
-    columns = {c.lower(): c for c in frame.columns}
-    sections = [c for c in SECTION_COLUMNS if c in columns]
-    if "report_id" not in columns:
-        raise InputError(f"{path}: missing column 'report_id' (columns are: {', '.join(map(str, frame.columns))})")
-    if "text" not in columns and not sections:
-        raise InputError(f"{path}: missing column 'text' (or section columns such as 'findings', 'impression'); "
-                         f"columns are: {', '.join(map(str, frame.columns))}")
-    first_data_line = 2 if kind == "csv" else 1
-    reports: dict[str, Report] = {}
-    for n, row in enumerate(frame.to_dict("records")):
-        where = f"{path}:{n + first_data_line}" if kind != "parquet" else f"{path}[row {n}]"
+    """A table with `report_id` and `text` (or section columns), read in chunks; adjacent rows that share
+    a report_id are that report's images (a report_id that comes back later is skipped, named)."""
+    columns: dict[str, str] | None = None
+    sections: list[str] = []
+    current: Report | None = None
+    finished: dict[str, str] = {}  # report_id → where it was read, to name a late repeat
+    for where, row in _table_rows(path, kind, encoding):
+        if columns is None:
+            columns = {str(c).lower(): c for c in row}
+            sections = [c for c in SECTION_COLUMNS if c in columns]
+            if "report_id" not in columns:
+                raise InputError(f"{path}: missing column 'report_id' (columns are: {', '.join(map(str, row))})")
+            if "text" not in columns and not sections:
+                raise InputError(f"{path}: missing column 'text' (or section columns such as 'findings', "
+                                 f"'impression'); columns are: {', '.join(map(str, row))}")
 
-        def get(name: str, row: dict = row) -> str | None:
+        def get(name: str) -> str | None:
             return _clean(row.get(columns[name])) if name in columns else None
 
         report_id = get("report_id")
@@ -156,40 +159,59 @@ def read_table(path: Path, kind: str, encoding: str = "utf-8") -> Iterator[Recor
             yield Skipped(where, f"report {report_id}: empty report text")
             continue
         image = (get("image_id"), get("image_path"))
-        known = reports.get(report_id)
-        if known is None:
-            images = [image] if any(image) else []
-            reports[report_id] = Report(report_id=report_id, text=text, source=where, sections=spans,
-                                        images=images, patient_id=get("patient_id"))
-        elif known.text != text:
-            yield Skipped(where, f"report {report_id}: same report_id as {known.source} but different text")
-        elif any(image):
-            known.images.append(image)
-    yield from reports.values()
+        if current is not None and current.report_id == report_id:
+            if current.text != text:
+                yield Skipped(where, f"report {report_id}: same report_id as {current.source} but different text")
+            elif any(image):
+                current.images.append(image)
+            continue
+        if report_id in finished:
+            yield Skipped(where, f"report {report_id} was already read at {finished[report_id]}; "
+                                 f"rows of one report must be adjacent")
+            continue
+        if current is not None:
+            finished[current.report_id] = current.source
+            yield current
+        current = Report(report_id=report_id, text=text, source=where, sections=spans,
+                         images=[image] if any(image) else [], patient_id=get("patient_id"))
+    if current is not None:
+        yield current
 
 
-def _load_table(path: Path, kind: str, encoding: str) -> pd.DataFrame:
+def _table_rows(path: Path, kind: str, encoding: str, chunk: int = 10_000) -> Iterator[tuple[str, dict]]:
+    """(where, row) for each row, reading `chunk` rows at a time."""
     try:
         if kind == "parquet":
-            return pq.read_table(path).to_pandas()
-        if kind == "jsonl":
-            rows = []
+            n = 0
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk):
+                for row in batch.to_pylist():
+                    yield f"{path}[row {n}]", row
+                    n += 1
+        elif kind == "jsonl":
             with path.open(encoding=encoding) as fh:
                 for n, line in enumerate(fh, 1):
                     if line.strip():
                         try:
-                            rows.append(json.loads(line))
+                            row = json.loads(line)
                         except json.JSONDecodeError as exc:
                             raise InputError(f"{path}:{n}: not a JSON object ({exc.msg})") from None
-            return pd.DataFrame(rows)
-        sep = "\t" if path.suffix.lower() == ".tsv" else ","
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding, sep=sep)
+                        if not isinstance(row, dict):
+                            raise InputError(f"{path}:{n}: not a JSON object")
+                        yield f"{path}:{n}", row
+        else:
+            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            n = 2
+            for frame in pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding, sep=sep,
+                                     chunksize=chunk):
+                for row in frame.to_dict("records"):
+                    yield f"{path}:{n}", row
+                    n += 1
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not valid {encoding} (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
                          f"re-run with --encoding latin-1 (or the file's real encoding)") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: empty file (no header row)") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, pa.ArrowException) as exc:
         raise InputError(f"{path}: cannot read as {kind} ({exc})") from None
 
 

@@ -1,0 +1,273 @@
+"""Label an archive: chunks of reports → part files → one Parquet, on local processes or a Dask cluster.
+
+The input is read once, in order, and cut into chunks of `chunk_size` records. Each chunk is
+labeled by `label_chunk` (a pure function of the chunk and the `Settings`, so any process or cluster
+worker gives the same rows) and written as its own part file in a folder beside the output. A chunk
+is done when its `.done.json` exists; `resume=True` skips done chunks. When every chunk is done, the
+parts are copied in order into the output (and evidence) file, atomically, and the folder removed.
+Memory stays flat: at most `window` chunks are in flight, and nothing else is kept per report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from itertools import islice
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import ReportminerError
+from .labeler import Labeler
+from .lexicon import load_lexicon
+from .output import MENTION_SCHEMA, atomic_path, atomic_text, encode_metadata, label_schema
+from .parse import load_model, model_description
+from .readers import Record, Report, Skipped
+
+PARTS_SUFFIX = ".parts"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides a label: the same settings give the same rows on any worker."""
+
+    lexicon: str | None
+    model: str
+    method: str
+
+
+_LABELERS: dict[Settings, Labeler] = {}  # one per worker process, built on first use
+
+
+def labeler_for(settings: Settings) -> Labeler:
+    """This process's labeler for `settings` (loading a spaCy model takes a second; do it once)."""
+    if settings not in _LABELERS:
+        lexicon = load_lexicon(settings.lexicon)
+        _LABELERS[settings] = Labeler(lexicon, load_model(settings.model), method=settings.method)
+    return _LABELERS[settings]
+
+
+def describe_model(settings: Settings) -> str:
+    """The parser's name and version, as a worker sees it (also fails early if it is missing)."""
+    return model_description(labeler_for(settings).nlp)
+
+
+def label_chunk(reports: list[Report], settings: Settings) -> tuple[pa.Table, pa.Table]:
+    """Labels (one row per image) and mentions of a chunk of reports, as Arrow tables."""
+    labeler = labeler_for(settings)
+    rows: list[dict[str, Any]] = []
+    mentions: list[dict[str, Any]] = []
+    for done in labeler.label(reports):
+        report = done.report
+        for image_id, image_path in report.images or [(None, None)]:
+            rows.append({"report_id": report.report_id, "image_id": image_id, "patient_id": report.patient_id,
+                         "image_path": image_path, **done.labels})
+        mentions.extend({"report_id": report.report_id, **asdict(m)} for m in done.mentions)
+    schema = label_schema(labeler.lexicon.label_columns, {})
+    return pa.Table.from_pylist(rows, schema=schema), pa.Table.from_pylist(mentions, schema=MENTION_SCHEMA)
+
+
+# --- engines: submit work, wait for some of it ------------------------------------------------
+
+class InlineEngine:
+    """Runs each chunk in this process as it is submitted (one worker; nothing to pickle)."""
+
+    workers = 1
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # handed to the caller through the future, as a pool would
+            future.set_exception(exc)
+        return future
+
+    def wait_some(self, futures: Iterable[Future]) -> set[Future]:
+        return set(futures)
+
+    def close(self) -> None:
+        pass
+
+
+class ProcessEngine:
+    """A pool of local processes (spawned, so each loads its own model once)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        return self._pool.submit(fn, *args)
+
+    def wait_some(self, futures: Iterable[Future]) -> set[Future]:
+        return wait(list(futures), return_when=FIRST_COMPLETED).done
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
+
+
+class DaskEngine:
+    """A Dask distributed cluster: `scheduler` is its address (tcp://host:8786) or a Client."""
+
+    def __init__(self, scheduler: Any) -> None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ReportminerError("--engine dask needs dask.distributed: pip install 'chestxray-toolkit[dask]'") from None
+        self._own = not hasattr(scheduler, "submit")
+        try:
+            self._client = Client(scheduler, timeout="20s") if self._own else scheduler
+        except OSError as exc:
+            raise ReportminerError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
+        self.workers = max(1, sum(w.get("nthreads", 1) for w in self._client.scheduler_info()["workers"].values()))
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self._client.submit(fn, *args, pure=False)
+
+    def wait_some(self, futures: Iterable[Any]) -> set[Any]:
+        from distributed import wait as dask_wait
+
+        return set(dask_wait(list(futures), return_when="FIRST_COMPLETED").done)
+
+    def close(self) -> None:
+        if self._own:
+            self._client.close()
+
+
+def make_engine(engine: str, workers: int, scheduler: Any = None) -> InlineEngine | ProcessEngine | DaskEngine:
+    """`local` with `workers` processes (1: in this process), or `dask` on `scheduler`."""
+    if engine == "dask":
+        if scheduler is None:
+            raise ReportminerError("--engine dask needs --scheduler ADDRESS (e.g. tcp://scheduler-host:8786)")
+        return DaskEngine(scheduler)
+    return InlineEngine() if workers <= 1 else ProcessEngine(workers)
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    """What a run did: reports labeled, rows written, reports skipped (with their reasons)."""
+
+    reports: int
+    rows: int
+    skipped: list[Skipped]
+
+
+def parts_folder(output: Path) -> Path:
+    return output.with_name(f".{output.name}{PARTS_SUFFIX}")
+
+
+def fingerprint(inputs: list[Path], settings: Settings, lexicon_digest: str, chunk_size: int,
+                evidence: bool, encoding: str) -> str:
+    """What must match for a resumed run to continue an earlier one: inputs (size, time), settings."""
+    files = []
+    for root in inputs:
+        paths = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        files += [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+    state = {"files": files, "settings": asdict(settings), "lexicon": lexicon_digest, "chunk_size": chunk_size,
+             "evidence": evidence, "encoding": encoding}
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+
+def run_labeling(records: Iterable[Record], output: Path, evidence: Path | None, settings: Settings,
+                 meta: dict[str, Any], label_columns: list[str], engine: Any, state: str, chunk_size: int,
+                 resume: bool, on_skip: Callable[[Skipped], None], on_progress: Callable[[int], None]) -> Outcome:
+    """Label every record into `output` (and `evidence`), continuing a killed run when `resume`."""
+    parts = _prepare_parts(output, state, resume)
+    try:
+        return _run(records, parts, output, evidence, settings, meta, label_columns, engine, chunk_size,
+                    on_skip, on_progress)
+    except ReportminerError:
+        # Bad input or settings: the parts cannot be resumed (fixing the input changes the fingerprint).
+        # A killed or crashed run keeps them for --resume.
+        shutil.rmtree(parts, ignore_errors=True)
+        raise
+
+
+def _run(records: Iterable[Record], parts: Path, output: Path, evidence: Path | None, settings: Settings,
+         meta: dict[str, Any], label_columns: list[str], engine: Any, chunk_size: int,
+         on_skip: Callable[[Skipped], None], on_progress: Callable[[int], None]) -> Outcome:
+    meta = {**meta, "parser": engine.submit(describe_model, settings).result()}
+    outcome = Outcome(0, 0, [])
+    pending: dict[Any, tuple[int, int, list[Skipped]]] = {}
+    window = 2 * engine.workers
+    for index, chunk in enumerate(_chunks(records, chunk_size)):
+        reports = [r for r in chunk if isinstance(r, Report)]
+        skipped = [r for r in chunk if isinstance(r, Skipped)]
+        done_file = parts / f"{index:06d}.done.json"
+        if done_file.exists():
+            outcome.skipped += skipped
+            outcome.reports += len(reports)
+            on_progress(len(reports))
+            continue
+        for record in skipped:
+            on_skip(record)
+        pending[engine.submit(label_chunk, reports, settings)] = (index, len(reports), skipped)
+        while len(pending) >= window:
+            _collect(engine, pending, parts, evidence is not None, outcome, on_progress)
+    while pending:
+        _collect(engine, pending, parts, evidence is not None, outcome, on_progress)
+    outcome.rows = _merge(parts, output, evidence, label_columns, meta)
+    shutil.rmtree(parts)
+    return outcome
+
+
+def _prepare_parts(output: Path, state: str, resume: bool) -> Path:
+    parts = parts_folder(output)
+    state_file = parts / "state.json"
+    if parts.exists():
+        if not resume:
+            raise ReportminerError(f"{parts} holds an unfinished run; pass --resume to continue it, or delete the folder")
+        if not state_file.exists() or json.loads(state_file.read_text())["fingerprint"] != state:
+            raise ReportminerError(f"{parts} was made from other inputs or settings; delete it to start afresh")
+        return parts
+    parts.mkdir(parents=True)
+    atomic_text(state_file, json.dumps({"fingerprint": state}))
+    return parts
+
+
+def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    iterator = iter(records)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _collect(engine: Any, pending: dict[Any, tuple[int, int, list[Skipped]]], parts: Path, with_mentions: bool,
+             outcome: Outcome, on_progress: Callable[[int], None]) -> None:
+    """Write the part files of whichever chunks have finished; the `.done.json` last."""
+    for future in engine.wait_some(pending):
+        index, reports, skipped = pending.pop(future)
+        labels, mentions = future.result()
+        for kind, table in (("labels", labels), ("mentions", mentions))[: 2 if with_mentions else 1]:
+            with atomic_path(parts / f"{index:06d}.{kind}.parquet") as tmp:
+                pq.write_table(table, tmp)
+        atomic_text(parts / f"{index:06d}.done.json",
+                    json.dumps({"reports": reports, "skipped": [asdict(s) for s in skipped]}))
+        outcome.reports += reports
+        outcome.skipped += skipped
+        on_progress(reports)
+
+
+def _merge(parts: Path, output: Path, evidence: Path | None, label_columns: list[str], meta: dict[str, Any]) -> int:
+    """Copy the parts, in chunk order, into the output files; return the number of label rows."""
+    rows = 0
+    targets = [("labels", output, label_schema(label_columns, meta))]
+    if evidence is not None:
+        targets.append(("mentions", evidence, MENTION_SCHEMA.with_metadata(encode_metadata(meta))))
+    for kind, target, schema in targets:
+        with atomic_path(target) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+            for part in sorted(parts.glob(f"*.{kind}.parquet")):
+                table = pq.read_table(part).replace_schema_metadata(schema.metadata)
+                if table.num_rows:
+                    writer.write_table(table)
+                if kind == "labels":
+                    rows += table.num_rows
+    return rows
+
