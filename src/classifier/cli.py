@@ -1,11 +1,134 @@
-"""`classifier`: the command group; `fit`, `score` and `localize` join it as they are built."""
+"""`classifier synth | fit | score`: thin click commands over the library."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from reportminer.errors import ReportminerError
 
 from . import __version__
+from .losses import LOSSES, UNCERTAIN_POLICIES
+from .models import ARCHS, POOLS
+
+err = Console(stderr=True, highlight=False)
 
 
-@click.group()
+def say(message: str) -> None:
+    err.print(message, markup=False, soft_wrap=True)
+
+
+class _Group(click.Group):
+    """The library's errors as one line and exit status 1."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        from .images import ImageError
+
+        try:
+            return super().invoke(ctx)
+        except (ReportminerError, ImageError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group)
 @click.version_option(__version__, prog_name="classifier")
 def main() -> None:
-    """Train and apply the weakly supervised localizer (not yet available in this release)."""
+    """Train and apply the weakly supervised ChestX-ray8 network (see README.md)."""
+
+
+@main.command()
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("-n", "--count", type=click.IntRange(min=1), default=1000, show_default=True, help="Images to generate.")
+@click.option("--size", type=click.IntRange(min=32), default=128, show_default=True, help="Pixels of the square image.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--hedge", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Share of present findings the report only calls possible.")
+def synth(output: Path, count: int, size: int, seed: int, hedge: float) -> None:
+    """Generate radiographs with known findings, boxes (NIH BBox_List format) and reports."""
+    from .synthetic import generate
+
+    cases = generate(output, count, size=size, seed=seed, hedge=hedge)
+    say(f"{len(cases)} images, reports.csv, BBox_List.csv and truth.csv → {output}")
+
+
+@main.command()
+@click.argument("labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder the image paths are relative to (default: the labels file's folder).")
+@click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder: best.pt, last.pt, metrics.json, train_log.jsonl, config.json.")
+@click.option("--arch", type=click.Choice(ARCHS), default="resnet50", show_default=True)
+@click.option("--pool", type=click.Choice(POOLS), default="lse", show_default=True)
+@click.option("--lse-r", type=float, default=10.0, show_default=True, help="r of LSE pooling.")
+@click.option("--transition", "transition_channels", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Channels D of the transition layer.")
+@click.option("--output-stride", type=click.Choice(["8", "16", "32"]), default="32", show_default=True,
+              help="Trunk stride: 16 or 8 dilate its last stages for finer maps.")
+@click.option("--loss", type=click.Choice(LOSSES), default="weighted", show_default=True)
+@click.option("--uncertain", type=click.Choice(UNCERTAIN_POLICIES), default="ignore", show_default=True)
+@click.option("--size", type=click.IntRange(min=32), default=224, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A torchvision state dict for the trunk (nothing is downloaded).")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep decoded, resized images here between epochs and runs.")
+@click.option("--loader-workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="DataLoader worker processes.")
+@click.option("--channels-last/--no-channels-last", default=False, show_default=True)
+@click.option("--cpu-bf16/--no-cpu-bf16", default=False, show_default=True, help="bfloat16 autocast on the CPU.")
+@click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR from its last checkpoint.")
+def fit(labels: Path, images: Path | None, run_dir: Path, arch: str, pool: str, lse_r: float, transition_channels: int,
+        output_stride: str, loss: str, uncertain: str, size: int, epochs: int, batch_size: int, lr: float, seed: int,
+        device: str, weights: Path | None, cache_dir: Path | None, loader_workers: int, channels_last: bool,
+        cpu_bf16: bool, resume: bool) -> None:
+    """Train on LABELS (a labels.parquet) with image-level labels only."""
+    from .models import ModelConfig
+    from .train import TrainConfig, fit as run_fit
+
+    config = TrainConfig(model=ModelConfig(arch=arch, pool=pool, lse_r=lse_r, transition_channels=transition_channels,
+                                           output_stride=int(output_stride)),
+                         size=size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, loss=loss,
+                         uncertain=uncertain, device=device, loader_workers=loader_workers,
+                         channels_last=channels_last, cpu_bf16=cpu_bf16)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+                  TextColumn("{task.fields[speed]}"), TimeElapsedColumn(), console=err) as progress:
+        metrics = run_fit(labels, images, run_dir, config, weights=weights, resume=resume, cache_dir=cache_dir,
+                          say=progress.console.print, progress=progress)
+    for split in ("val", "test"):
+        if split in metrics:
+            say(f"{split}: mean AUC {metrics[split]['mean_auc']:.3f} over {metrics[split]['images']} images")
+    say(f"run → {run_dir} (best.pt, last.pt, metrics.json)")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="scores.parquet; SCORES.auc.json and SCORES.roc.png are written beside it.")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), help="Score only this split (default: all rows).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Bootstrap resamples for the 95% intervals.")
+def score(run_dir: Path, labels: Path, images: Path | None, output: Path, split: str | None, device: str,
+          cache_dir: Path | None, bootstrap: int) -> None:
+    """Probabilities for every image of LABELS, and AUC with 95% bootstrap intervals."""
+    from .score import score as run_score
+
+    summary = run_score(run_dir, labels, images, output, split=split, device=device, cache_dir=cache_dir,
+                        n_boot=bootstrap, say=say)
+    for name, r in summary["per_finding"].items():
+        say(f"{name:<20} AUC {r['auc']:.3f} (95% CI {r['ci_low']:.3f}-{r['ci_high']:.3f}; {r['positives']} positive of {r['n']})")
+    say(f"mean AUC {summary['mean_auc']:.3f} over {summary['images']} images → {output}")
+
+
+if __name__ == "__main__":
+    main()

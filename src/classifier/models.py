@@ -1,0 +1,141 @@
+"""The ChestX-ray8 network: a torchvision trunk without its classifier, a transition layer, global
+pooling (LSE by default) and a prediction layer with one logit per finding.
+
+`forward_features` returns the transition activations (B, D, S, S) and `prediction.weight` holds
+(C, D): their product is a class activation map, which is what the localizer needs. `output_stride`
+16 or 8 dilates the trunk's last stages (torchvision's `replace_stride_with_dilation`) so the map is
+fine enough to place a small lesion.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torchvision
+from torch import nn
+
+ARCHS = ("resnet50", "resnet18", "densenet121")
+POOLS = ("lse", "max", "avg")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What builds a model; saved in every checkpoint."""
+
+    arch: str = "resnet50"
+    num_classes: int = 14
+    pool: str = "lse"
+    lse_r: float = 10.0
+    transition_channels: int = 1024
+    output_stride: int = 32
+
+
+class LSEPool(nn.Module):
+    """Log-sum-exp pooling: (1/r) log(mean exp(r x)); r large → max, r small → average."""
+
+    def __init__(self, r: float) -> None:
+        super().__init__()
+        self.r = r
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(2)
+        return (torch.logsumexp(self.r * flat, dim=2) - math.log(flat.shape[2])) / self.r
+
+
+def _trunk(arch: str, output_stride: int) -> tuple[nn.Module, int]:
+    """The trunk's convolutional part and its number of output channels."""
+    if output_stride not in (8, 16, 32):
+        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+    if arch in ("resnet50", "resnet18"):
+        dilate = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}[output_stride]
+        if arch == "resnet18":
+            net = torchvision.models.resnet18(weights=None)
+            _dilate_basic(net, dilate)
+            channels = 512
+        else:
+            net = torchvision.models.resnet50(weights=None, replace_stride_with_dilation=dilate)
+            channels = 2048
+        body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
+        return body, channels
+    if arch == "densenet121":
+        if output_stride != 32:
+            raise ValueError("densenet121 supports output_stride 32 only")
+        net = torchvision.models.densenet121(weights=None)
+        return nn.Sequential(net.features, nn.ReLU(inplace=True)), 1024
+    raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+
+
+def _dilate_basic(net: torchvision.models.ResNet, dilate: list[bool]) -> None:
+    """ResNet-18's BasicBlock refuses torchvision's dilation flag: trade each flagged stage's stride for
+    dilation by hand (stride 1, and every 3x3 conv of the stage dilated like the stride it replaced)."""
+    dilation = 1
+    for layer, flag in zip((net.layer2, net.layer3, net.layer4), dilate):
+        if not flag:
+            continue
+        dilation *= 2
+        for block in layer:
+            for conv in (block.conv1, block.conv2):
+                conv.stride, conv.dilation, conv.padding = (1, 1), (dilation, dilation), (dilation, dilation)
+            if block.downsample is not None:
+                block.downsample[0].stride = (1, 1)
+
+
+class WeaklySupervisedNet(nn.Module):
+    """Trunk → transition (conv to D channels) → pooling → prediction (one logit per finding)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.pool not in POOLS:
+            raise ValueError(f"unknown pool {config.pool!r}; choose one of {', '.join(POOLS)}")
+        self.config = config
+        self.trunk, channels = _trunk(config.arch, config.output_stride)
+        self.transition = nn.Sequential(
+            nn.Conv2d(channels, config.transition_channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(config.transition_channels), nn.ReLU(inplace=True))
+        self.pool = {"lse": LSEPool(config.lse_r), "max": nn.AdaptiveMaxPool2d(1),
+                     "avg": nn.AdaptiveAvgPool2d(1)}[config.pool]
+        self.prediction = nn.Linear(config.transition_channels, config.num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Transition activations (B, D, S, S)."""
+        return self.transition(self.trunk(x))
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.prediction(self.pool(features).flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def load_trunk_weights(self, state: dict[str, torch.Tensor]) -> tuple[int, list[str]]:
+        """Copy a torchvision state dict's trunk weights; return (tensors loaded, trunk keys not found)."""
+        mapping = _trunk_key_map(self.config.arch)
+        own = self.trunk.state_dict()
+        loaded, missing = 0, []
+        for key, target in mapping(own).items():
+            if key in state and state[key].shape == own[target].shape:
+                own[target] = state[key]
+                loaded += 1
+            else:
+                missing.append(key)
+        self.trunk.load_state_dict(own)
+        return loaded, missing
+
+
+def _trunk_key_map(arch: str):
+    """torchvision key → this trunk's key, for every trunk tensor."""
+    if arch.startswith("resnet"):
+        names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+
+        def mapping(own: dict) -> dict:
+            out = {}
+            for key in own:
+                index, rest = key.split(".", 1)
+                out[f"{names[int(index)]}.{rest}"] = key
+            return out
+        return mapping
+
+    def dense(own: dict) -> dict:
+        return {key.replace("0.", "features.", 1): key for key in own if key.startswith("0.")}
+    return dense

@@ -1,0 +1,225 @@
+"""The classifier with real torch: model parts, loss, images, and real training for a few steps."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+import torchvision
+from click.testing import CliRunner
+from PIL import Image
+
+from classifier.checkpoint import CheckpointError, load_checkpoint
+from classifier.cli import main as classifier_main
+from classifier.images import ImageError, load_image
+from classifier.losses import targets_and_mask, weighted_bce
+from classifier.models import ARCHS, LSEPool, ModelConfig, WeaklySupervisedNet
+from classifier.synthetic import FINDINGS, generate
+from reportminer.cli import main as reportminer_main
+
+
+def run(*args):
+    return CliRunner().invoke(classifier_main, [str(a) for a in args])
+
+
+def test_lse_pooling_sits_between_mean_and_max():
+    x = torch.tensor([[[[0.0, 1.0], [2.0, 5.0]]]])
+    assert LSEPool(0.01)(x).item() == pytest.approx(2.0, abs=0.02)
+    assert LSEPool(100.0)(x).item() == pytest.approx(5.0 - np.log(4) / 100, abs=1e-4)
+    assert 2.0 < LSEPool(10.0)(x).item() < 5.0
+
+
+def test_weighted_loss_uses_the_batch_counts():
+    logits = torch.zeros(4, 1)  # every probability 0.5: each entry's BCE is ln 2
+    targets = torch.tensor([[1.0], [0.0], [0.0], [0.0]])
+    mask = torch.ones_like(targets)
+    # beta_P = 4/1, beta_N = 4/3: (4 * ln2 + 3 * 4/3 * ln2) / 4 entries / 2 = ln 2
+    assert weighted_bce(logits, targets, mask).item() == pytest.approx(np.log(2))
+    targets_only_neg = torch.zeros(4, 1)
+    assert weighted_bce(logits, targets_only_neg, mask).item() == pytest.approx(np.log(2) / 2)
+
+
+@pytest.mark.parametrize("policy, target, mask", [("ignore", 0.0, 0.0), ("ones", 1.0, 1.0), ("zeros", 0.0, 1.0)])
+def test_uncertain_policy(policy, target, mask):
+    labels = torch.tensor([[1.0, 0.0, -1.0, float("nan")]])
+    t, m = targets_and_mask(labels, policy)
+    assert t.tolist() == [[1.0, 0.0, target, 0.0]]
+    assert m.tolist() == [[1.0, 1.0, mask, 1.0]]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_architecture_runs_forward_without_downloads(arch):
+    model = WeaklySupervisedNet(ModelConfig(arch=arch, num_classes=3, transition_channels=8)).eval()
+    with torch.no_grad():
+        features = model.forward_features(torch.zeros(2, 3, 64, 64))
+        logits = model.forward_head(features)
+    assert features.shape == (2, 8, 2, 2) and logits.shape == (2, 3)
+    assert model.prediction.weight.shape == (3, 8)  # with the features: a class activation map
+
+
+@pytest.mark.parametrize("arch, stride, cells", [("resnet18", 16, 4), ("resnet18", 8, 8), ("resnet50", 16, 4)])
+def test_output_stride_makes_finer_maps(arch, stride, cells):
+    model = WeaklySupervisedNet(ModelConfig(arch=arch, num_classes=2, transition_channels=4, output_stride=stride))
+    assert model.forward_features(torch.zeros(1, 3, 64, 64)).shape[-1] == cells
+
+
+def test_gradients_are_finite():
+    model = WeaklySupervisedNet(ModelConfig(arch="resnet18", num_classes=2, transition_channels=4))
+    logits = model(torch.randn(4, 3, 64, 64))
+    t, m = targets_and_mask(torch.tensor([[1.0, 0.0]] * 4), "ignore")
+    weighted_bce(logits, t, m).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_images_of_every_kind(tmp_path):
+    ramp = np.tile(np.arange(64, dtype=np.uint16) * 1000, (64, 1))
+    Image.fromarray(ramp.astype(np.uint16)).save(tmp_path / "16bit.png")
+    rgb = np.stack([np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1))] * 3, axis=-1)
+    Image.fromarray(rgb, "RGB").save(tmp_path / "colour.jpg")
+    for name in ("16bit.png", "colour.jpg"):
+        image = load_image(tmp_path / name, 32)
+        assert image.shape == (32, 32) and image.dtype == np.float32
+        assert image[:, 0].mean() < 0.1 and image[:, -1].mean() > 0.9
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(tmp_path / "blank.png")
+    with pytest.raises(ImageError, match=r"blank.png: blank image"):
+        load_image(tmp_path / "blank.png", 32)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(ImageError, match=r"broken.png: cannot decode"):
+        load_image(tmp_path / "broken.png", 32)
+
+
+def test_dicom_uses_the_header_window(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = generate_uid()
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = FileDataset(str(tmp_path / "x.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+    pixels = np.tile(np.arange(0, 4000, 62.5, dtype=np.uint16), (64, 1))  # 0 .. 3937
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.WindowCenter, ds.WindowWidth = 1000, 1000  # shows 500 .. 1500 only
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(tmp_path / "x.dcm", enforce_file_format=True)
+    image = load_image(tmp_path / "x.dcm", 64)
+    column_of_1500 = int(1500 / 62.5)
+    assert image[:, :8].max() == pytest.approx(0.0, abs=0.01)  # below the window: black
+    assert image[:, column_of_1500 + 2:].min() == pytest.approx(1.0, abs=0.01)  # above it: white
+
+
+def test_generator_is_seeded_and_its_reports_agree_with_its_truth(tmp_path):
+    a, b = generate(tmp_path / "a", 40, size=64, seed=3), generate(tmp_path / "b", 40, size=64, seed=3)
+    assert [c.report for c in a] == [c.report for c in b]
+    assert (tmp_path / "a" / "images" / "synth_000000.png").read_bytes() == \
+           (tmp_path / "b" / "images" / "synth_000000.png").read_bytes()
+    for case in a:
+        for x, y, w, h in case.findings.values():
+            assert 0 <= x and 0 <= y and x + w <= 64.01 and y + h <= 64.01
+    assert (tmp_path / "a" / "BBox_List.csv").read_text().startswith("Image Index,Finding Label,Bbox [x,y,w,h],,,\n")
+    result = CliRunner().invoke(reportminer_main, ["label", str(tmp_path / "a" / "reports.csv"), "-o",
+                                                   str(tmp_path / "l.parquet"), "--workers", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    labels = pq.read_table(tmp_path / "l.parquet").to_pandas().set_index("image_id")
+    truth = pd.read_csv(tmp_path / "a" / "truth.csv").set_index("image_id")
+    for finding in FINDINGS:
+        said = labels[finding].reindex(truth.index).fillna(0)
+        assert ((said != 0) == (truth[finding] == 1)).all(), finding  # present: 1 or -1; absent: 0 or not mentioned
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """64 generated images at 48 px, labeled by reportminer, with a patient-level split column."""
+    root = tmp_path_factory.mktemp("tiny")
+    generate(root, 64, size=48, seed=5)
+    result = CliRunner().invoke(reportminer_main, ["label", str(root / "reports.csv"), "-o", str(root / "labels.parquet"),
+                                                   "--workers", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+FAST = ["--arch", "resnet18", "--size", "48", "--batch-size", "16", "--transition", "16", "--lr", "3e-3"]
+
+
+def test_fit_loss_falls_and_score_writes_everything(tiny, tmp_path):
+    result = run("fit", tiny / "labels.parquet", "-o", tmp_path / "run", "--epochs", "4", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "resnet18: starting from random weights" in result.output
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 4 and log[-1]["loss"] < log[0]["loss"]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(metrics["test"]["auc"]) == set(FINDINGS)
+    state = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert state["findings"] == list(FINDINGS) and state["config"]["model"]["arch"] == "resnet18"
+
+    result = run("score", tmp_path / "run", tiny / "labels.parquet", "-o", tmp_path / "scores.parquet",
+                 "--bootstrap", "50")
+    assert result.exit_code == 0, result.output
+    scores = pq.read_table(tmp_path / "scores.parquet").to_pandas()
+    assert list(scores.columns) == ["image_id", "image_path", *FINDINGS] and len(scores) == 64
+    assert scores[list(FINDINGS)].apply(lambda c: c.between(0, 1).all()).all()
+    summary = json.loads((tmp_path / "scores.auc.json").read_text())
+    nodule = summary["per_finding"]["Nodule"]
+    assert nodule["ci_low"] <= nodule["auc"] <= nodule["ci_high"]
+    assert Image.open(tmp_path / "scores.roc.png").size[0] > 500
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tiny, tmp_path):
+    assert run("fit", tiny / "labels.parquet", "-o", tmp_path / "whole", "--epochs", "2", *FAST).exit_code == 0
+    assert run("fit", tiny / "labels.parquet", "-o", tmp_path / "cut", "--epochs", "1", *FAST).exit_code == 0
+    again = run("fit", tiny / "labels.parquet", "-o", tmp_path / "cut", "--epochs", "2", *FAST)
+    assert again.exit_code == 1 and "already holds a run (last.pt); pass --resume" in again.output
+    resumed = run("fit", tiny / "labels.parquet", "-o", tmp_path / "cut", "--epochs", "2", "--resume", *FAST)
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming" in resumed.output
+    a, b = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+class Payload:
+    """An object whose unpickling would run a command."""
+
+    def __reduce__(self):
+        return (os.system, ("echo this should never run",))
+
+
+def test_a_checkpoint_with_foreign_code_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    torch.save({"format": "chestxray-toolkit/checkpoint-1", "model": Payload()}, run_dir / "best.pt")
+    with pytest.raises(CheckpointError, match="refused: it holds objects other than tensors"):
+        load_checkpoint(run_dir / "best.pt")
+    (tmp_path / "l.parquet").write_bytes(b"")
+    result = run("score", run_dir, tmp_path / "l.parquet", "-o", tmp_path / "s.parquet")
+    assert result.exit_code == 1 and "refused" in result.output
+
+
+def test_a_corrupt_image_is_named_and_the_epoch_goes_on(tiny, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in (tiny / "images").iterdir():
+        (images / p.name).write_bytes(p.read_bytes())
+    (images / "synth_000003.png").write_bytes(b"not a png at all")
+    result = run("fit", tiny / "labels.parquet", "--images", tmp_path, "-o", tmp_path / "run", "--epochs", "1", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "skipped unreadable image" in result.output and "synth_000003.png: cannot decode" in result.output
+    assert (tmp_path / "run" / "last.pt").exists()
+
+
+def test_torchvision_weights_are_loaded_and_reported(tiny, tmp_path):
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "resnet18.pth")
+    result = run("fit", tiny / "labels.parquet", "-o", tmp_path / "run", "--epochs", "1", "--weights",
+                 tmp_path / "resnet18.pth", *FAST)
+    assert result.exit_code == 0, result.output
+    assert f"resnet18: loaded 120 trunk tensors from {tmp_path / 'resnet18.pth'}" in result.output
+    wrong = run("fit", tiny / "labels.parquet", "-o", tmp_path / "run2", "--epochs", "1", "--weights",
+                tmp_path / "resnet18.pth", *FAST[:0], "--arch", "densenet121", "--size", "48", "--transition", "8")
+    assert wrong.exit_code == 1 and "no tensor matches a densenet121 trunk" in wrong.output
