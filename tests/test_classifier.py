@@ -173,7 +173,9 @@ def test_fit_loss_falls_and_score_writes_everything(tiny, tmp_path):
 
 def test_resumed_run_equals_an_uninterrupted_one(tiny, tmp_path):
     assert run("fit", tiny / "labels.parquet", "-o", tmp_path / "whole", "--epochs", "2", *FAST).exit_code == 0
-    assert run("fit", tiny / "labels.parquet", "-o", tmp_path / "cut", "--epochs", "1", *FAST).exit_code == 0
+    paused = run("fit", tiny / "labels.parquet", "-o", tmp_path / "cut", "--epochs", "2", "--pause-after", "1", *FAST)
+    assert paused.exit_code == 0 and "paused after epoch 1 of 2; continue with --resume" in paused.output
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
     again = run("fit", tiny / "labels.parquet", "-o", tmp_path / "cut", "--epochs", "2", *FAST)
     assert again.exit_code == 1 and "already holds a run (last.pt); pass --resume" in again.output
     resumed = run("fit", tiny / "labels.parquet", "-o", tmp_path / "cut", "--epochs", "2", "--resume", *FAST)

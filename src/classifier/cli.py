@@ -83,11 +83,13 @@ def synth(output: Path, count: int, size: int, seed: int, hedge: float) -> None:
               help="DataLoader worker processes.")
 @click.option("--channels-last/--no-channels-last", default=False, show_default=True)
 @click.option("--cpu-bf16/--no-cpu-bf16", default=False, show_default=True, help="bfloat16 autocast on the CPU.")
-@click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR from its last checkpoint.")
+@click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR from its last checkpoint, with its own settings.")
+@click.option("--pause-after", type=click.IntRange(min=1),
+              help="Stop after this many epochs of this invocation (for time-limited jobs); --resume goes on.")
 def fit(labels: Path, images: Path | None, run_dir: Path, arch: str, pool: str, lse_r: float, transition_channels: int,
         output_stride: str, loss: str, uncertain: str, size: int, epochs: int, batch_size: int, lr: float, seed: int,
         device: str, weights: Path | None, cache_dir: Path | None, loader_workers: int, channels_last: bool,
-        cpu_bf16: bool, resume: bool) -> None:
+        cpu_bf16: bool, resume: bool, pause_after: int | None) -> None:
     """Train on LABELS (a labels.parquet) with image-level labels only."""
     from .models import ModelConfig
     from .train import TrainConfig, fit as run_fit
@@ -100,7 +102,10 @@ def fit(labels: Path, images: Path | None, run_dir: Path, arch: str, pool: str, 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
                   TextColumn("{task.fields[speed]}"), TimeElapsedColumn(), console=err) as progress:
         metrics = run_fit(labels, images, run_dir, config, weights=weights, resume=resume, cache_dir=cache_dir,
-                          say=progress.console.print, progress=progress)
+                          say=lambda m: progress.console.print(m, markup=False, soft_wrap=True), progress=progress,
+                          pause_after=pause_after)
+    if metrics is None:
+        return
     for split in ("val", "test"):
         if split in metrics:
             say(f"{split}: mean AUC {metrics[split]['mean_auc']:.3f} over {metrics[split]['images']} images")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +17,7 @@ from .data import ImageDataset
 from .images import ImageCache
 from .metrics import auc_with_ci, plot_roc
 from .models import ModelConfig, WeaklySupervisedNet
-from .train import TrainConfig, pick_device, predict, prepare
+from .train import TrainConfig, json_text, pick_device, predict, prepare
 
 
 def load_run(run_dir: Path, device: torch.device) -> tuple[WeaklySupervisedNet, TrainConfig, list[str], dict]:
@@ -68,7 +67,7 @@ def score(run_dir: Path, labels_path: Path, images: Path | None, output: Path, s
     scored = [r["auc"] for r in results.values() if not np.isnan(r["auc"])]
     summary = {"images": int(len(rows)), "mean_auc": float(np.mean(scored)) if scored else float("nan"),
                "per_finding": results, **meta}
-    atomic_text(output.with_name(output.stem + ".auc.json"), json.dumps(summary, indent=2))
+    atomic_text(output.with_name(output.stem + ".auc.json"), json_text(summary))
     with atomic_path(output.with_name(output.stem + ".roc.png")) as tmp:
         plot_roc(curves, tmp, f"ROC, {split or 'all'} images ({len(rows)}), mean AUC {summary['mean_auc']:.3f}")
     return summary

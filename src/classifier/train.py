@@ -58,6 +58,19 @@ class TrainConfig:
         return cls(**{**data, "model": ModelConfig(**data["model"])})
 
 
+def json_text(value: Any, indent: int | None = 2) -> str:
+    """JSON with NaN written as null (an AUC is NaN when a split has one class only)."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and np.isnan(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+    return json.dumps(clean(value), indent=indent, allow_nan=False)
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -100,6 +113,15 @@ def prepare(labels_path: Path, images: Path | None, seed: int) -> Prepared:
     matrix = frame[findings].astype("float32").to_numpy(dtype=np.float32, na_value=np.nan)
     split = assign_splits(frame, labels_path, seed).to_numpy()
     return Prepared(findings, resolve_paths(frame, labels_path, images), matrix, split, frame)
+
+
+def keep_findings(data: Prepared, findings: list[str]) -> Prepared:
+    """The same rows with only the given finding columns, in that order."""
+    missing = [f for f in findings if f not in data.findings]
+    if missing:
+        raise InputError(f"the labels have no column for {', '.join(missing)}, which this run was trained on")
+    columns = [data.findings.index(f) for f in findings]
+    return Prepared(list(findings), data.paths, data.labels[:, columns], data.split, data.frame)
 
 
 def build_model(config: TrainConfig, num_classes: int, weights: Path | None, say: Callable[[str], None]) -> WeaklySupervisedNet:
@@ -154,19 +176,35 @@ def mean_auc(labels: np.ndarray, probs: np.ndarray, findings: list[str]) -> tupl
 
 def fit(labels_path: Path, images: Path | None, run_dir: Path, config: TrainConfig, weights: Path | None = None,
         resume: bool = False, cache_dir: Path | None = None, say: Callable[[str], None] = print,
-        progress: Any = None) -> dict[str, Any]:
-    """Train, validate each epoch, keep best and last checkpoints; return the final metrics."""
+        progress: Any = None, pause_after: int | None = None) -> dict[str, Any] | None:
+    """Train, validate each epoch, keep best and last checkpoints; return the final metrics.
+
+    `pause_after` stops after that many epochs of this call (for time-limited or preemptible jobs);
+    `resume` continues the run's own plan (its config, epochs included) from `last.pt`.
+    """
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     run_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if resume and last_path.exists():
         state = load_checkpoint(last_path)
-        config = TrainConfig.from_dict({**state["config"], "epochs": config.epochs})
+        if state["config"]["epochs"] != config.epochs:
+            say(f"resuming with the run's own plan: {state['config']['epochs']} epochs")
+        config = TrainConfig.from_dict(state["config"])
     elif last_path.exists() and not resume:
         raise InputError(f"{run_dir} already holds a run (last.pt); pass --resume to continue it or choose another -o")
     else:
         state = None
     data = prepare(labels_path, images, config.seed)
+    if state is not None:
+        data = keep_findings(data, state["findings"])
+    else:
+        trainable = [f for j, f in enumerate(data.findings) if (data.labels[data.split == "train", j] == 1).any()]
+        dropped = [f for f in data.findings if f not in trainable]
+        if not trainable:
+            raise InputError(f"{labels_path}: no finding has a positive label in the training split")
+        if dropped:
+            say(f"not trained (no positive label in the training split): {', '.join(dropped)}")
+        data = keep_findings(data, trainable)
     device = pick_device(config.device)
     seed_everything(config.seed)
     model = build_model(config, len(data.findings), weights if state is None else None, say).to(device)
@@ -203,7 +241,8 @@ def fit(labels_path: Path, images: Path | None, run_dir: Path, config: TrainConf
             say(f"skipped unreadable image {message}")
 
     log = run_dir / "train_log.jsonl"
-    for epoch in range(start_epoch, config.epochs):
+    end = config.epochs if pause_after is None else min(config.epochs, start_epoch + pause_after)
+    for epoch in range(start_epoch, end):
         torch.manual_seed(config.seed * 1000 + epoch)  # this epoch's augmentation and shuffling
         loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=len(train_set) > config.batch_size,
                             num_workers=config.loader_workers, collate_fn=collate,
@@ -239,7 +278,7 @@ def fit(labels_path: Path, images: Path | None, run_dir: Path, config: TrainConf
         entry = {"epoch": epoch + 1, "loss": total_loss / max(seen, 1), "images_per_s": seen / seconds,
                  "val_mean_auc": val_auc, "val_auc": per}
         with log.open("a") as fh:
-            fh.write(json.dumps(entry) + "\n")
+            fh.write(json_text(entry, indent=None) + "\n")
         say(f"epoch {epoch + 1}: loss {entry['loss']:.4f}, {entry['images_per_s']:.1f} img/s, val mean AUC {val_auc:.3f}")
         improved = np.isnan(val_auc) or val_auc > best_auc  # without validation, the latest is the best
         if improved and not np.isnan(val_auc):
@@ -249,6 +288,9 @@ def fit(labels_path: Path, images: Path | None, run_dir: Path, config: TrainConf
         if improved:
             save_checkpoint(best_path, **content)
         save_checkpoint(last_path, **content)
+    if end < config.epochs:
+        say(f"paused after epoch {end} of {config.epochs}; continue with --resume")
+        return None
     return final_metrics(run_dir, data, config, device, cache, report)
 
 
@@ -267,5 +309,5 @@ def final_metrics(run_dir: Path, data: Prepared, config: TrainConfig, device: to
         probs = predict(model, dataset, config.batch_size, device, config, report)
         mean, per = mean_auc(data.labels[rows], probs, data.findings)
         metrics[split] = {"images": int(len(rows)), "mean_auc": mean, "auc": per}
-    atomic_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    atomic_text(run_dir / "metrics.json", json_text(metrics))
     return metrics
