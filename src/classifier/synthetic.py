@@ -229,7 +229,7 @@ def generate_case(index: int, size: int, rng: np.random.Generator, hedge: float 
         elif name == "Consolidation":
             boxes[name] = _consolidation(film, side)
         elif name in ("Mass", "Nodule"):
-            radius = rng.uniform(0.06, 0.09) if name == "Mass" else rng.uniform(0.022, 0.032)
+            radius = rng.uniform(0.06, 0.09) if name == "Mass" else rng.uniform(0.026, 0.036)
             boxes[name] = _nodule(film, radius)
             side = 0 if boxes[name][0] + boxes[name][2] / 2 < film.cx * size else 1
         if name != "Cardiomegaly":
