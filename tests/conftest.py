@@ -30,6 +30,39 @@ def labeler(lexicon, nlp) -> Labeler:
     return Labeler(lexicon, nlp)
 
 
+FAST = ["--arch", "resnet18", "--size", "48", "--batch-size", "16", "--transition", "16", "--lr", "3e-3"]
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> Path:
+    """64 generated images at 48 px, labeled by reportminer (its reports), with boxes and truth."""
+    from click.testing import CliRunner
+
+    from classifier.synthetic import generate
+    from reportminer.cli import main as reportminer_main
+
+    root = tmp_path_factory.mktemp("tiny")
+    generate(root, 64, size=48, seed=5)
+    result = CliRunner().invoke(reportminer_main, ["label", str(root / "reports.csv"), "-o",
+                                                   str(root / "labels.parquet"), "--workers", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny, tmp_path_factory) -> tuple[Path, Path]:
+    """A real 2-epoch training run on the tiny set."""
+    from click.testing import CliRunner
+
+    from classifier.cli import main as classifier_main
+
+    run = tmp_path_factory.mktemp("tiny_run") / "run"
+    result = CliRunner().invoke(classifier_main, ["fit", str(tiny / "labels.parquet"), "-o", str(run), "--epochs", "2",
+                                                  "--output-stride", "16", *FAST])
+    assert result.exit_code == 0, result.output
+    return tiny, run
+
+
 def write_bad_reports(folder: Path, good_text: str) -> Path:
     """A folder with one good report and one each of: zero bytes, blank, Latin-1 encoded, broken XML."""
     folder.mkdir()

@@ -134,18 +134,7 @@ def test_generator_is_seeded_and_its_reports_agree_with_its_truth(tmp_path):
         assert ((said != 0) == (truth[finding] == 1)).all(), finding  # present: 1 or -1; absent: 0 or not mentioned
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """64 generated images at 48 px, labeled by reportminer, with a patient-level split column."""
-    root = tmp_path_factory.mktemp("tiny")
-    generate(root, 64, size=48, seed=5)
-    result = CliRunner().invoke(reportminer_main, ["label", str(root / "reports.csv"), "-o", str(root / "labels.parquet"),
-                                                   "--workers", "1", "--quiet"])
-    assert result.exit_code == 0, result.output
-    return root
-
-
-FAST = ["--arch", "resnet18", "--size", "48", "--batch-size", "16", "--transition", "16", "--lr", "3e-3"]
+from conftest import FAST
 
 
 def test_fit_loss_falls_and_score_writes_everything(tiny, tmp_path):

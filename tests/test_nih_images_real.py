@@ -45,3 +45,16 @@ def test_fit_and_score_on_real_64px_images(tmp_path):
     scores = pq.read_table(tmp_path / "scores.parquet").to_pandas()
     assert len(scores) == metrics["test"]["images"] and scores.drop(columns=["image_id", "image_path"]).notna().all().all()
     print(result.output)  # the AUCs, for the record (-s shows them)
+    # The 9 of these images with radiologists' boxes: 1024-pixel boxes scaled to the 64-pixel images.
+    out = tmp_path / "loc"
+    result = CliRunner().invoke(main, ["localize", str(tmp_path / "run"), str(tmp_path / "labels.parquet"), "--images",
+                                       str(SMALL), "-o", str(out), "--boxes", str(SHARED / "nih" / "BBox_List_2017.csv"),
+                                       "--boxes-size", "1024", "--overlays", "9"])
+    assert result.exit_code == 0, result.output
+    assert "9 images with true boxes" in result.output
+    boxes = pd.read_csv(out / "boxes.csv")
+    assert boxes["Image Index"].nunique() == 9
+    assert ((boxes["x"] + boxes["w"]) <= 64.01).all() and ((boxes["y"] + boxes["h"]) <= 64.01).all()
+    metrics = json.loads((out / "localization.json").read_text())
+    assert set(metrics) == {"iobb", "iou"} and "mean" in metrics["iobb"]["0.5"]
+    print(result.output)

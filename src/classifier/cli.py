@@ -135,5 +135,39 @@ def score(run_dir: Path, labels: Path, images: Path | None, output: Path, split:
     say(f"mean AUC {summary['mean_auc']:.3f} over {summary['images']} images → {output}")
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for boxes.csv, overlays/ and (with --boxes) localization.json.")
+@click.option("--boxes", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="True boxes in the NIH BBox_List format: score the predicted boxes against them.")
+@click.option("--thresholds", default="60,180", show_default=True, help="Map thresholds on the 0-255 scale.")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Draw boxes for findings at least this probable (and, with --boxes, for every true finding).")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), help="Only this split (default: all rows).")
+@click.option("--overlays", type=click.IntRange(min=0), default=50, show_default=True, help="Overlay PNGs to draw.")
+@click.option("--boxes-size", type=click.IntRange(min=1),
+              help="The --boxes coordinates are in pixels of images this wide (NIH's BBox_List: 1024); "
+                   "they are scaled to each image. Default: the images' own pixels.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def localize(run_dir: Path, labels: Path, images: Path | None, out_dir: Path, boxes: Path | None, thresholds: str,
+             min_score: float, split: str | None, overlays: int, boxes_size: int | None, device: str) -> None:
+    """Heatmaps and boxes for the images of LABELS; with --boxes, the paper's IoBB and IoU tables."""
+    from .localize import format_tables, localize as run_localize
+
+    try:
+        levels = tuple(int(t) for t in thresholds.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{thresholds!r} is not a list of integers such as 60,180") from None
+    metrics = run_localize(run_dir, labels, images, out_dir, boxes, levels, min_score, split, device, overlays,
+                           boxes_size, say)
+    if metrics is not None:
+        click.echo(format_tables(metrics))
+        say(f"mean accuracy: T(IoBB)=0.5 {metrics['iobb']['0.5']['mean']['acc']:.3f}, "
+            f"T(IoU)=0.3 {metrics['iou']['0.3']['mean']['acc']:.3f} → {out_dir / 'localization.json'}")
+
+
 if __name__ == "__main__":
     main()
