@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from reportminer.errors import ReportminerError
+from reportminer.cli import OneLineErrors
 
 from . import __version__
 from .losses import LOSSES, UNCERTAIN_POLICIES
@@ -21,19 +21,7 @@ def say(message: str) -> None:
     err.print(message, markup=False, soft_wrap=True)
 
 
-class _Group(click.Group):
-    """The library's errors as one line and exit status 1."""
-
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
-        from .images import ImageError
-
-        try:
-            return super().invoke(ctx)
-        except (ReportminerError, ImageError) as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-@click.group(cls=_Group)
+@click.group(cls=OneLineErrors)
 @click.version_option(__version__, prog_name="classifier")
 def main() -> None:
     """Train and apply the weakly supervised ChestX-ray8 network (see README.md)."""

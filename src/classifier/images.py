@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from reportminer.errors import ReportminerError
+
 DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
-class ImageError(Exception):
+class ImageError(ReportminerError):
     """An image that cannot be used; the message names the file and the reason."""
 
 

@@ -16,8 +16,8 @@ from .checkpoint import load_checkpoint
 from .data import ImageDataset
 from .images import ImageCache
 from .metrics import auc_with_ci, plot_roc
-from .models import ModelConfig, WeaklySupervisedNet
-from .train import TrainConfig, json_text, pick_device, predict, prepare
+from .models import WeaklySupervisedNet
+from .train import TrainConfig, json_text, model_from_state, pick_device, predict, prepare
 
 
 def load_run(run_dir: Path, device: torch.device) -> tuple[WeaklySupervisedNet, TrainConfig, list[str], dict]:
@@ -25,9 +25,7 @@ def load_run(run_dir: Path, device: torch.device) -> tuple[WeaklySupervisedNet, 
     path = run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt"
     state = load_checkpoint(path)
     config = TrainConfig.from_dict(state["config"])
-    model = WeaklySupervisedNet(ModelConfig(**state["config"]["model"]))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), config, state["findings"], {"checkpoint": str(path), "epoch": state["epoch"]}
+    return model_from_state(state, device), config, state["findings"], {"checkpoint": str(path), "epoch": state["epoch"]}
 
 
 def score(run_dir: Path, labels_path: Path, images: Path | None, output: Path, split: str | None = None,

@@ -294,12 +294,18 @@ def fit(labels_path: Path, images: Path | None, run_dir: Path, config: TrainConf
     return final_metrics(run_dir, data, config, device, cache, report)
 
 
+def model_from_state(state: dict[str, Any], device: torch.device) -> WeaklySupervisedNet:
+    """The network a checkpoint describes, with its weights, in eval mode on `device`."""
+    model = WeaklySupervisedNet(ModelConfig(**state["config"]["model"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
+
+
 def final_metrics(run_dir: Path, data: Prepared, config: TrainConfig, device: torch.device, cache: ImageCache | None,
                   report: Callable[[str], None]) -> dict[str, Any]:
     """Per-finding AUC of the best checkpoint on val and test, written to metrics.json."""
     state = load_checkpoint(run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt")
-    model = WeaklySupervisedNet(ModelConfig(**state["config"]["model"])).to(device)
-    model.load_state_dict(state["model"])
+    model = model_from_state(state, device)
     metrics: dict[str, Any] = {"findings": data.findings, "checkpoint_epoch": state["epoch"]}
     for split in ("val", "test"):
         rows = np.flatnonzero(data.split == split)

@@ -25,7 +25,7 @@ EXIT_SKIPPED = 3  # labels were written, but some reports could not be read and 
 err = Console(stderr=True, highlight=False)
 
 
-class _Group(click.Group):
+class OneLineErrors(click.Group):
     """Turns the library's errors into one line and exit status 1, with no traceback."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
@@ -35,7 +35,7 @@ class _Group(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
-@click.group(cls=_Group)
+@click.group(cls=OneLineErrors)
 @click.version_option(__version__, prog_name="reportminer")
 def main() -> None:
     """Label chest X-ray reports with auditable rules (see README.md)."""
