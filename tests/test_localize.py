@@ -73,3 +73,27 @@ def test_boxes_in_other_pixels_are_scaled(tmp_path, tiny_run):
     ma = json.loads((tmp_path / "a" / "localization.json").read_text())
     mb = json.loads((tmp_path / "b" / "localization.json").read_text())
     assert ma["iou"]["0.1"]["mean"] == pytest.approx(mb["iou"]["0.1"]["mean"])
+
+
+def test_a_lesion_at_a_known_place_gives_the_map_its_maximum_there():
+    """class_maps with a real (hand-set) network whose features are the image's own brightness per
+    16-pixel cell: the upsampled map must peak on the lesion, not shifted by the resampling."""
+    import torch
+    from torch import nn
+
+    from classifier.localize import class_maps
+    from classifier.models import ModelConfig, WeaklySupervisedNet
+
+    model = WeaklySupervisedNet(ModelConfig(arch="resnet18", num_classes=1, transition_channels=3))
+    model.trunk, model.transition = nn.AvgPool2d(16), nn.Identity()
+    with torch.no_grad():
+        model.prediction.weight.fill_(1.0)
+    image = torch.zeros(1, 3, 128, 128)
+    image[:, :, 36:44, 86:94] = 1.0  # a lesion centred at row 40, column 90
+    with torch.no_grad():
+        _, maps = class_maps(model.eval(), image)
+    row, col = divmod(int(maps[0, 0].argmax()), 128)
+    assert abs(row - 40) <= 8 and abs(col - 90) <= 8
+    [(box, _)] = [b for b in boxes_from_map(maps[0, 0].numpy(), (180,), (1.0, 1.0))]
+    x, y, w, h = box
+    assert x <= 90 <= x + w and y <= 40 <= y + h
