@@ -10,7 +10,7 @@ model in this process (on a CPU without bfloat16 units it is many times slower, 
 epochs). Each is kept as a default only where it helps.
 
     python benchmarks/fit_throughput.py --size 128 --images 256
-    python benchmarks/fit_throughput.py --size 224 --images 512 --device cuda   # on a GPU
+    python benchmarks/fit_throughput.py --size 224 --images 512 --device cuda --loader-workers 8   # on a GPU
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def plain_loop(root: Path, frame: pd.DataFrame, args: argparse.Namespace) -> flo
                                             transition_channels=args.transition, output_stride=args.stride)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    loader = DataLoader(PlainDataset(root, frame, args.size), batch_size=args.batch_size, shuffle=True, drop_last=True)
+    loader = DataLoader(PlainDataset(root, frame, args.size), batch_size=args.batch_size, shuffle=True, drop_last=True,
+                        num_workers=args.loader_workers)
     rate = 0.0
     for _ in range(2):
         seen, start = 0, time.perf_counter()
@@ -97,9 +98,10 @@ def step_rate(args: argparse.Namespace, bf16: bool, steps: int = 3) -> float:
 
 
 def fit_rate(labels: Path, run: Path, args: argparse.Namespace, extra: list[str]) -> float:
-    command = ["classifier", "fit", str(labels), "-o", str(run), "--arch", args.arch, "--size", str(args.size),
+    command = [sys.executable, "-m", "classifier.cli", "fit", str(labels), "-o", str(run), "--arch", args.arch, "--size", str(args.size),
                "--epochs", "2", "--batch-size", str(args.batch_size), "--transition", str(args.transition),
-               "--output-stride", str(args.stride), "--device", args.device, *extra]
+               "--output-stride", str(args.stride), "--device", args.device,
+               "--loader-workers", str(args.loader_workers), *extra]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         sys.exit(done.stderr)
@@ -116,6 +118,7 @@ def main() -> None:
     parser.add_argument("--transition", type=int, default=256)
     parser.add_argument("--stride", type=int, default=16)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--loader-workers", type=int, default=0, help="DataLoader workers, for both loops.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

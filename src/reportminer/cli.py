@@ -14,7 +14,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 from . import __version__
-from .errors import ReportminerError
+from .errors import OneLineErrors
 from .labeler import METHODS
 from .lexicon import load_lexicon
 from .output import atomic_text
@@ -23,16 +23,6 @@ from .readers import read_inputs
 
 EXIT_SKIPPED = 3  # labels were written, but some reports could not be read and were skipped
 err = Console(stderr=True, highlight=False)
-
-
-class OneLineErrors(click.Group):
-    """Turns the library's errors into one line and exit status 1, with no traceback."""
-
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
-        try:
-            return super().invoke(ctx)
-        except ReportminerError as exc:
-            raise click.ClickException(str(exc)) from None
 
 
 @click.group(cls=OneLineErrors)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import click
+
 
 class ReportminerError(Exception):
     """Base class: the message is printed as one line by the CLI."""
@@ -17,3 +19,14 @@ class PatternError(ReportminerError):
 
 class InputError(ReportminerError):
     """An input file or table cannot be used at all (not one bad report: those are skipped)."""
+
+
+class OneLineErrors(click.Group):
+    """A click group (both CLIs use it) that prints the library's errors as one line, exit status 1, no
+    traceback. It lives here, not in the CLI modules, so `classifier` starts without loading spaCy."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except ReportminerError as exc:
+            raise click.ClickException(str(exc)) from None
