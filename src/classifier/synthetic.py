@@ -60,6 +60,7 @@ class _Film:
             self.lungs.append((lx, (self.top + self.base) / 2, 0.13 * scale, (self.base - self.top) / 2))
         self.heart = [self.cx + 0.04 * scale, self.base - 0.1 * scale, 0.11 * scale, 0.09 * scale]
         self.image = np.zeros((size, size), np.float32)
+        self.markings = np.zeros((size, size), np.float32)
 
     def ellipse(self, cx: float, cy: float, rx: float, ry: float, soft: float = 0.1) -> np.ndarray:
         """A filled ellipse mask (0..1) whose edge ramps over `soft` of its radius."""
@@ -90,8 +91,9 @@ def _draw_anatomy(film: _Film, cardiomegaly: bool) -> tuple[float, float, float,
     img += 0.45 * film.ellipse(film.cx, film.cy + 0.05, film.half_w + 0.07, 0.5, soft=0.15)  # soft tissue
     lungs = np.maximum(film.lung_mask(0), film.lung_mask(1))
     img -= 0.38 * lungs
-    # vessels: faint branching texture in the lungs
-    img += 0.04 * film.texture(max(2, film.size // 40)) * lungs
+    # vessels: faint branching texture in the lungs (a pneumothorax takes them away)
+    film.markings = 0.04 * film.texture(max(2, film.size // 40)) * lungs
+    img += film.markings
     # ribs: curved bands over each lung
     for k in range(9):
         y = film.top + 0.03 + k * (film.base - film.top) / 9.5
@@ -143,7 +145,7 @@ def _pneumothorax(film: _Film, side: int) -> tuple[float, float, float, float]:
     lx, ly, rx, ry = film.lungs[side]
     edge = film.top + ry * film.rng.uniform(0.45, 0.75)
     apex = film.lung_mask(side) * np.clip((edge - film.yy) / 0.02, 0, 1)
-    film.image -= 0.2 * apex  # air with no lung markings
+    film.image -= (film.markings + 0.05) * apex  # air with no lung markings, not darker than air outside
     line = np.exp(-((film.yy - edge) / 0.006) ** 2) * film.lung_mask(side)
     film.image += 0.25 * line  # the visceral pleural line
     return film.box(lx - rx, film.top - 0.01, lx + rx, edge + 0.02)
@@ -168,7 +170,9 @@ def _finish(film: _Film) -> np.ndarray:
         padded = np.pad(img, k, mode="edge")
         img = sum(padded[k + dy: k + dy + film.size, k + dx: k + dx + film.size]
                   for dy in range(-k + 1, k) for dx in range(-k + 1, k)) / (2 * k - 1) ** 2
-    img = (img - img.min()) / (img.max() - img.min() + 1e-6)
+    # a fixed scale, not this image's own min and max: those would let a finding that changes the
+    # darkest or brightest pixel shift the whole film, a global cue a network would learn instead of the lesion
+    img = np.clip((img - 0.1) / 1.35, 0, 1)
     img = img ** rng.uniform(0.8, 1.25) * rng.uniform(0.85, 1.0) + rng.uniform(0.0, 0.08)
     img += rng.normal(0, rng.uniform(0.01, 0.035), img.shape)
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
