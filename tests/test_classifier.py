@@ -61,10 +61,26 @@ def test_every_architecture_runs_forward_without_downloads(arch):
     assert model.prediction.weight.shape == (3, 8)  # with the features: a class activation map
 
 
-@pytest.mark.parametrize("arch, stride, cells", [("resnet18", 16, 4), ("resnet18", 8, 8), ("resnet50", 16, 4)])
-def test_output_stride_makes_finer_maps(arch, stride, cells):
-    model = WeaklySupervisedNet(ModelConfig(arch=arch, num_classes=2, transition_channels=4, output_stride=stride))
+@pytest.mark.parametrize("arch, stride, stages, cells", [("resnet18", 16, 4, 4), ("resnet18", 8, 4, 8),
+                                                         ("resnet50", 16, 4, 4), ("resnet18", 8, 3, 8),
+                                                         ("resnet18", 16, 3, 4), ("resnet50", 8, 3, 8)])
+def test_output_stride_makes_finer_maps(arch, stride, stages, cells):
+    model = WeaklySupervisedNet(ModelConfig(arch=arch, num_classes=2, transition_channels=4, output_stride=stride,
+                                            trunk_stages=stages))
     assert model.forward_features(torch.zeros(1, 3, 64, 64)).shape[-1] == cells
+    assert model.cell_geometry() == (stride, 0.0)
+
+
+def test_a_three_stage_trunk_is_smaller_and_refuses_what_it_cannot_do():
+    full = WeaklySupervisedNet(ModelConfig(arch="resnet18", num_classes=2, transition_channels=4, output_stride=8))
+    short = WeaklySupervisedNet(ModelConfig(arch="resnet18", num_classes=2, transition_channels=4, output_stride=8,
+                                            trunk_stages=3))
+    assert sum(p.numel() for p in short.parameters()) < sum(p.numel() for p in full.parameters()) / 3
+    assert list(short.map_layers()) == ["layer1", "layer2", "layer3", "transition"]
+    with pytest.raises(ValueError, match="ends at stride 16"):
+        WeaklySupervisedNet(ModelConfig(arch="resnet18", output_stride=32, trunk_stages=3))
+    with pytest.raises(ValueError, match="3 for a ResNet"):
+        WeaklySupervisedNet(ModelConfig(arch="densenet121", trunk_stages=3))
 
 
 def test_gradients_are_finite():
@@ -214,3 +230,13 @@ def test_torchvision_weights_are_loaded_and_reported(tiny, tmp_path):
     wrong = run("fit", tiny / "labels.parquet", "-o", tmp_path / "run2", "--epochs", "1", "--weights",
                 tmp_path / "resnet18.pth", *FAST[:0], "--arch", "densenet121", "--size", "48", "--transition", "8")
     assert wrong.exit_code == 1 and "no tensor matches a densenet121 trunk" in wrong.output
+
+
+def test_options_an_architecture_cannot_build_are_one_line_errors(tiny, tmp_path):
+    result = run("fit", tiny / "labels.parquet", "-o", tmp_path / "run", "--epochs", "1", "--arch", "densenet121",
+                 "--output-stride", "8", "--size", "48", "--transition", "8")
+    assert result.exit_code == 1 and "densenet121 supports output_stride 32 only" in result.output
+    assert not isinstance(result.exception, ValueError)
+    short = run("fit", tiny / "labels.parquet", "-o", tmp_path / "run2", "--epochs", "1", "--trunk-stages", "3",
+                "--output-stride", "32", *FAST)
+    assert short.exit_code == 1 and "ends at stride 16" in short.output

@@ -76,24 +76,101 @@ def test_boxes_in_other_pixels_are_scaled(tmp_path, tiny_run):
 
 
 def test_a_lesion_at_a_known_place_gives_the_map_its_maximum_there():
-    """class_maps with a real (hand-set) network whose features are the image's own brightness per
-    16-pixel cell: the upsampled map must peak on the lesion, not shifted by the resampling."""
+    """class_maps with a hand-set network whose trunk averages the image over 17-pixel windows every 16
+    pixels, padded like a ResNet (cell i centred on pixel 16 i): the map must peak on the lesion and its
+    tightest box must cover it, not be shifted by the resampling."""
     import torch
     from torch import nn
 
     from classifier.localize import class_maps
     from classifier.models import ModelConfig, WeaklySupervisedNet
 
-    model = WeaklySupervisedNet(ModelConfig(arch="resnet18", num_classes=1, transition_channels=3))
-    model.trunk, model.transition = nn.AvgPool2d(16), nn.Identity()
+    model = WeaklySupervisedNet(ModelConfig(arch="resnet18", num_classes=1, transition_channels=3, output_stride=16))
+    model.trunk, model.transition = nn.Conv2d(3, 3, 17, stride=16, padding=8, bias=False), nn.Identity()
     with torch.no_grad():
+        model.trunk.weight.fill_(1 / 17**2)
         model.prediction.weight.fill_(1.0)
     image = torch.zeros(1, 3, 128, 128)
-    image[:, :, 36:44, 86:94] = 1.0  # a lesion centred at row 40, column 90
+    image[:, :, 44:53, 92:101] = 1.0  # a 9-pixel lesion centred on pixel (48, 96), the centre of cell (3, 6)
     with torch.no_grad():
         _, maps = class_maps(model.eval(), image)
     row, col = divmod(int(maps[0, 0].argmax()), 128)
-    assert abs(row - 40) <= 8 and abs(col - 90) <= 8
-    [(box, _)] = [b for b in boxes_from_map(maps[0, 0].numpy(), (180,), (1.0, 1.0))]
+    assert (row, col) == (48, 96)
+    [(box, _)] = boxes_from_map(maps[0, 0].numpy(), (220,), (1.0, 1.0))
     x, y, w, h = box
-    assert x <= 90 <= x + w and y <= 40 <= y + h
+    assert x < 96 < x + w and y < 48 < y + h and w < 16 and h < 16
+
+
+@pytest.mark.parametrize("stages, stride", [(3, 8), (4, 16)])
+def test_upsampled_cells_sit_where_the_trunk_centres_them(stages, stride):
+    """Measured on a real ResNet-18 trunk: the input pixels that move the middle feature cell are
+    centred where `upsample` puts that cell (align_corners=False would put it half a cell off)."""
+    import torch
+
+    from classifier.localize import upsample
+    from classifier.models import ModelConfig, WeaklySupervisedNet
+
+    torch.manual_seed(0)
+    model = WeaklySupervisedNet(ModelConfig(arch="resnet18", num_classes=1, transition_channels=4,
+                                            output_stride=stride, trunk_stages=stages)).eval()
+    size = 256
+    cells = size // stride
+    centres = []
+    for _ in range(3):
+        image = torch.rand(1, 3, size, size, requires_grad=True)
+        model.trunk(image)[0, :, cells // 2, cells // 2].sum().backward()
+        weight = image.grad[0].abs().sum(0)
+        axis = torch.arange(size, dtype=torch.float32)
+        centres.append([float((weight.sum(1) * axis).sum() / weight.sum()), float((weight.sum(0) * axis).sum() / weight.sum())])
+    measured = np.mean(centres, axis=0)
+    one_hot = torch.zeros(1, 1, cells, cells)
+    one_hot[0, 0, cells // 2, cells // 2] = 1.0
+    peak = divmod(int(upsample(one_hot, (size, size), *model.cell_geometry())[0, 0].argmax()), size)
+    assert np.abs(measured - np.array(peak)).max() <= 1.5, (measured, peak)
+
+
+def test_pointing_accuracy_by_hand():
+    from classifier.localize import pointing_accuracy
+
+    truth = pd.DataFrame([["a", "Mass", 0, 0, 10, 10], ["b", "Mass", 0, 0, 10, 10], ["b", "Mass", 20, 20, 5, 5]],
+                         columns=["Image Index", "Finding Label", "x", "y", "w", "h"])
+    peaks = pd.DataFrame([["a", "Mass", 5.0, 5.0], ["b", "Mass", 22.0, 22.0]], columns=["Image Index", "Finding Label", "x", "y"])
+    assert pointing_accuracy(peaks, truth, ["Mass"]) == {"Mass": 1.0, "mean": 1.0}  # b's peak is in its second box
+    peaks.loc[1, "x"] = 50.0
+    assert pointing_accuracy(peaks, truth, ["Mass", "Nodule"]) == {"Mass": 0.5, "mean": 0.5}
+
+
+def test_grad_cam_reads_a_chosen_layer_and_names_the_layers_when_asked_for_another(tmp_path, tiny_run):
+    root, run = tiny_run
+    out = tmp_path / "gc"
+    result = CliRunner().invoke(main, ["localize", str(run), str(root / "labels.parquet"), "-o", str(out), "--boxes",
+                                       str(root / "BBox_List.csv"), "--overlays", "0", "--method", "gradcam",
+                                       "--layer", "layer2"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "localization.json").read_text())
+    assert metrics["heatmap"] == {"method": "gradcam", "layer": "layer2", "thresholds": [60, 180]}
+    assert 0 <= metrics["pointing"]["mean"] <= 1
+    bad = CliRunner().invoke(main, ["localize", str(run), str(root / "labels.parquet"), "-o", str(tmp_path / "x"),
+                                    "--method", "gradcam", "--layer", "layer9"])
+    assert bad.exit_code == 1
+    assert "layer1, layer2, layer3, layer4, transition" in bad.output and "Traceback" not in bad.output
+
+
+def test_grad_cam_at_the_transition_layer_is_the_class_map_cut_at_zero():
+    """With average pooling every position's gradient is the prediction weight / positions, so
+    Grad-CAM at the transition layer is ReLU(class map - bias) / positions: checked on a real network."""
+    import torch
+
+    from classifier.localize import class_maps, grad_cam_maps, upsample
+    from classifier.models import ModelConfig, WeaklySupervisedNet
+
+    torch.manual_seed(0)
+    model = WeaklySupervisedNet(ModelConfig(arch="resnet18", num_classes=2, transition_channels=8, pool="avg")).eval()
+    images = torch.rand(2, 3, 96, 96)
+    probs_cam, _ = class_maps(model, images)
+    probs_gc, gc = grad_cam_maps(model, images, "transition")
+    assert torch.allclose(probs_cam, probs_gc, atol=1e-6)
+    with torch.no_grad():
+        cells = model.class_maps(model.forward_features(images)) - model.prediction.bias.view(1, -1, 1, 1)
+    expected = upsample(torch.relu(cells) / cells[0, 0].numel(), (96, 96), *model.cell_geometry())
+    assert gc.abs().max() > 0 and torch.allclose(gc, expected, atol=1e-6)

@@ -1,6 +1,6 @@
 """classifier: the weakly supervised CNN (ChestX-ray8) trained from reportminer's labels.
 
-Its commands (`fit`, `score`, `localize`) are being built; see the README's roadmap.
+`classifier synth | fit | score | localize`; see README.md.
 """
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""`classifier synth | fit | score`: thin click commands over the library."""
+"""`classifier synth | fit | score | localize`: thin click commands over the library."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from reportminer.cli import OneLineErrors
+from reportminer.errors import OneLineErrors
 
 from . import __version__
 from .losses import LOSSES, UNCERTAIN_POLICIES
@@ -53,8 +53,11 @@ def synth(output: Path, count: int, size: int, seed: int, hedge: float) -> None:
 @click.option("--lse-r", type=float, default=10.0, show_default=True, help="r of LSE pooling.")
 @click.option("--transition", "transition_channels", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Channels D of the transition layer.")
-@click.option("--output-stride", type=click.Choice(["8", "16", "32"]), default="32", show_default=True,
-              help="Trunk stride: 16 or 8 dilate its last stages for finer maps.")
+@click.option("--output-stride", type=click.Choice(["8", "16", "32"]), show_default="16 (DenseNet: 32)",
+              help="Trunk stride: 16 or 8 dilate a ResNet's last stages for finer class activation maps (32: the "
+                   "paper's, a 7x7 map at 224 px; 16 costs ResNet-50 about 1.6x the compute).")
+@click.option("--trunk-stages", type=click.Choice(["3", "4"]), default="4", show_default=True,
+              help="ResNet stages to keep: 3 ends after layer3 (finer maps for less compute, more local features).")
 @click.option("--loss", type=click.Choice(LOSSES), default="weighted", show_default=True)
 @click.option("--uncertain", type=click.Choice(UNCERTAIN_POLICIES), default="ignore", show_default=True)
 @click.option("--size", type=click.IntRange(min=32), default=224, show_default=True)
@@ -75,15 +78,16 @@ def synth(output: Path, count: int, size: int, seed: int, hedge: float) -> None:
 @click.option("--pause-after", type=click.IntRange(min=1),
               help="Stop after this many epochs of this invocation (for time-limited jobs); --resume goes on.")
 def fit(labels: Path, images: Path | None, run_dir: Path, arch: str, pool: str, lse_r: float, transition_channels: int,
-        output_stride: str, loss: str, uncertain: str, size: int, epochs: int, batch_size: int, lr: float, seed: int,
-        device: str, weights: Path | None, cache_dir: Path | None, loader_workers: int, channels_last: bool,
-        cpu_bf16: bool, resume: bool, pause_after: int | None) -> None:
+        output_stride: str | None, trunk_stages: str, loss: str, uncertain: str, size: int, epochs: int, batch_size: int,
+        lr: float, seed: int, device: str, weights: Path | None, cache_dir: Path | None, loader_workers: int,
+        channels_last: bool, cpu_bf16: bool, resume: bool, pause_after: int | None) -> None:
     """Train on LABELS (a labels.parquet) with image-level labels only."""
     from .models import ModelConfig
     from .train import TrainConfig, fit as run_fit
 
     config = TrainConfig(model=ModelConfig(arch=arch, pool=pool, lse_r=lse_r, transition_channels=transition_channels,
-                                           output_stride=int(output_stride)),
+                                           output_stride=int(output_stride or (32 if arch == "densenet121" else 16)),
+                                           trunk_stages=int(trunk_stages)),
                          size=size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, loss=loss,
                          uncertain=uncertain, device=device, loader_workers=loader_workers,
                          channels_last=channels_last, cpu_bf16=cpu_bf16)
@@ -132,6 +136,10 @@ def score(run_dir: Path, labels: Path, images: Path | None, output: Path, split:
 @click.option("--boxes", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="True boxes in the NIH BBox_List format: score the predicted boxes against them.")
 @click.option("--thresholds", default="60,180", show_default=True, help="Map thresholds on the 0-255 scale.")
+@click.option("--method", type=click.Choice(["cam", "gradcam"]), default="cam", show_default=True,
+              help="Heatmaps: class activation maps (the paper's), or Grad-CAM read at --layer.")
+@click.option("--layer", default="transition", show_default=True,
+              help="Grad-CAM's layer: transition, or a ResNet's layer1-layer4 (layer2 is finer and more local).")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Draw boxes for findings at least this probable (and, with --boxes, for every true finding).")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), help="Only this split (default: all rows).")
@@ -141,7 +149,8 @@ def score(run_dir: Path, labels: Path, images: Path | None, output: Path, split:
                    "they are scaled to each image. Default: the images' own pixels.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def localize(run_dir: Path, labels: Path, images: Path | None, out_dir: Path, boxes: Path | None, thresholds: str,
-             min_score: float, split: str | None, overlays: int, boxes_size: int | None, device: str) -> None:
+             min_score: float, split: str | None, overlays: int, boxes_size: int | None, device: str, method: str,
+             layer: str) -> None:
     """Heatmaps and boxes for the images of LABELS; with --boxes, the paper's IoBB and IoU tables."""
     from .localize import format_tables, localize as run_localize
 
@@ -150,11 +159,12 @@ def localize(run_dir: Path, labels: Path, images: Path | None, out_dir: Path, bo
     except ValueError:
         raise click.BadParameter(f"{thresholds!r} is not a list of integers such as 60,180") from None
     metrics = run_localize(run_dir, labels, images, out_dir, boxes, levels, min_score, split, device, overlays,
-                           boxes_size, say)
+                           boxes_size, method, layer, say)
     if metrics is not None:
         click.echo(format_tables(metrics))
         say(f"mean accuracy: T(IoBB)=0.5 {metrics['iobb']['0.5']['mean']['acc']:.3f}, "
-            f"T(IoU)=0.3 {metrics['iou']['0.3']['mean']['acc']:.3f} → {out_dir / 'localization.json'}")
+            f"T(IoU)=0.3 {metrics['iou']['0.3']['mean']['acc']:.3f}, pointing {metrics['pointing'].get('mean', 0):.3f}"
+            f" → {out_dir / 'localization.json'}")
 
 
 if __name__ == "__main__":

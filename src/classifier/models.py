@@ -4,7 +4,9 @@ pooling (LSE by default) and a prediction layer with one logit per finding.
 `forward_features` returns the transition activations (B, D, S, S) and `prediction.weight` holds
 (C, D): their product is a class activation map, which is what the localizer needs. `output_stride`
 16 or 8 dilates the trunk's last stages (torchvision's `replace_stride_with_dilation`) so the map is
-fine enough to place a small lesion.
+fine enough to place a small lesion. `trunk_stages` 3 ends a ResNet after its third stage (layer3), as
+the CAM paper cut GoogLeNet after inception4e: at output stride 8 the maps are as fine as a full trunk's
+for about a third of its cost, and its features see less of the whole film, so they stay more local.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class ModelConfig:
     lse_r: float = 10.0
     transition_channels: int = 1024
     output_stride: int = 32
+    trunk_stages: int = 4
 
 
 class LSEPool(nn.Module):
@@ -44,10 +47,14 @@ class LSEPool(nn.Module):
         return (torch.logsumexp(self.r * flat, dim=2) - math.log(flat.shape[2])) / self.r
 
 
-def _trunk(arch: str, output_stride: int) -> tuple[nn.Module, int]:
+def _trunk(arch: str, output_stride: int, stages: int = 4) -> tuple[nn.Module, int]:
     """The trunk's convolutional part and its number of output channels."""
     if output_stride not in (8, 16, 32):
         raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+    if stages not in (3, 4) or (stages == 3 and not arch.startswith("resnet")):
+        raise ValueError(f"trunk_stages must be 4, or 3 for a ResNet; got {stages} for {arch}")
+    if stages == 3 and output_stride == 32:
+        raise ValueError("a 3-stage ResNet trunk ends at stride 16; choose output_stride 16 or 8")
     if arch in ("resnet50", "resnet18"):
         dilate = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}[output_stride]
         if arch == "resnet18":
@@ -57,8 +64,10 @@ def _trunk(arch: str, output_stride: int) -> tuple[nn.Module, int]:
         else:
             net = torchvision.models.resnet50(weights=None, replace_stride_with_dilation=dilate)
             channels = 2048
-        body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
-        return body, channels
+        layers = [net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4]
+        if stages == 3:
+            return nn.Sequential(*layers[:-1]), channels // 2
+        return nn.Sequential(*layers), channels
     if arch == "densenet121":
         if output_stride != 32:
             raise ValueError("densenet121 supports output_stride 32 only")
@@ -90,7 +99,7 @@ class WeaklySupervisedNet(nn.Module):
         if config.pool not in POOLS:
             raise ValueError(f"unknown pool {config.pool!r}; choose one of {', '.join(POOLS)}")
         self.config = config
-        self.trunk, channels = _trunk(config.arch, config.output_stride)
+        self.trunk, channels = _trunk(config.arch, config.output_stride, config.trunk_stages)
         self.transition = nn.Sequential(
             nn.Conv2d(channels, config.transition_channels, kernel_size=3, padding=1, bias=False),
             nn.BatchNorm2d(config.transition_channels), nn.ReLU(inplace=True))
@@ -101,6 +110,31 @@ class WeaklySupervisedNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Transition activations (B, D, S, S)."""
         return self.transition(self.trunk(x))
+
+    def cell_geometry(self) -> tuple[int, float]:
+        """(stride, offset): feature cell i is centred on input pixel offset + i * stride. A ResNet centres
+        cell i on pixel i * stride (every stride-2 layer is padded symmetrically); DenseNet's 2x2
+        average-pooling transitions move it by 14 pixels (tests/test_localize.py measures both)."""
+        if self.config.arch == "densenet121":
+            return 32, 14.0
+        return self.config.output_stride, 0.0
+
+    def map_layers(self) -> dict[str, tuple[int | None, int, float]]:
+        """Layers a heatmap can be read from: name → (index in the trunk, or None for the transition
+        layer; stride; offset). A ResNet's layer1 and layer2 are at strides 4 and 8 whatever the output
+        stride; dilation holds layer3 at 8 or 16 and layer4 at the output stride."""
+        stride, offset = self.cell_geometry()
+        layers: dict[str, tuple[int | None, int, float]] = {}
+        if self.config.arch.startswith("resnet"):
+            strides = {"layer1": 4, "layer2": 8, "layer3": min(16, stride), "layer4": stride}
+            for index, name in enumerate(["layer1", "layer2", "layer3", "layer4"][: self.config.trunk_stages], start=4):
+                layers[name] = (index, strides[name], 0.0)
+        layers["transition"] = (None, stride, offset)
+        return layers
+
+    def class_maps(self, features: torch.Tensor) -> torch.Tensor:
+        """Class activation maps (B, C, S, S): the prediction layer applied at every position."""
+        return nn.functional.conv2d(features, self.prediction.weight[:, :, None, None], self.prediction.bias)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.prediction(self.pool(features).flatten(1))

@@ -127,7 +127,10 @@ def keep_findings(data: Prepared, findings: list[str]) -> Prepared:
 def build_model(config: TrainConfig, num_classes: int, weights: Path | None, say: Callable[[str], None]) -> WeaklySupervisedNet:
     model_config = ModelConfig(**{**asdict(config.model), "num_classes": num_classes})
     config.model = model_config
-    model = WeaklySupervisedNet(model_config)
+    try:
+        model = WeaklySupervisedNet(model_config)
+    except ValueError as exc:  # a combination of options the architecture cannot build
+        raise InputError(str(exc)) from None
     if weights is None:
         say(f"{model_config.arch}: starting from random weights (give --weights for a torchvision state dict)")
     else:
