@@ -113,8 +113,10 @@ class WeaklySupervisedNet(nn.Module):
 
     def cell_geometry(self) -> tuple[int, float]:
         """(stride, offset): feature cell i is centred on input pixel offset + i * stride. A ResNet centres
-        cell i on pixel i * stride (every stride-2 layer is padded symmetrically); DenseNet's 2x2
-        average-pooling transitions move it by 14 pixels (tests/test_localize.py measures both)."""
+        cell i on pixel i * stride (every stride-2 layer is padded symmetrically; tests/test_localize.py
+        measures it on a real trunk's gradients). DenseNet's three 2x2 average-pooling transitions each
+        move it by half a cell of their input, 2 + 4 + 8 = 14 pixels (derived, not measured: its
+        receptive field is too wide for the gradient measurement to separate 14 from 16)."""
         if self.config.arch == "densenet121":
             return 32, 14.0
         return self.config.output_stride, 0.0
