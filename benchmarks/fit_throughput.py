@@ -30,7 +30,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from classifier.models import ModelConfig, WeaklySupervisedNet
+from classifier.config import ModelConfig
+from classifier.models import WeaklySupervisedNet
 from classifier.synthetic import FINDINGS, generate
 from reportminer.dataset import write_dataset
 

@@ -17,7 +17,9 @@ from classifier.checkpoint import CheckpointError, load_checkpoint
 from classifier.cli import main as classifier_main
 from classifier.images import ImageError, load_image
 from classifier.losses import targets_and_mask, weighted_bce
-from classifier.models import ARCHS, LSEPool, ModelConfig, WeaklySupervisedNet
+from classifier.choices import ARCHS
+from classifier.config import ModelConfig
+from classifier.models import LSEPool, WeaklySupervisedNet
 from classifier.synthetic import FINDINGS, generate
 from reportminer.cli import main as reportminer_main
 
@@ -51,13 +53,16 @@ def test_uncertain_policy(policy, target, mask):
     assert m.tolist() == [[1.0, 1.0, mask, 1.0]]
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_every_architecture_runs_forward_without_downloads(arch):
+@pytest.mark.parametrize("arch, cells", [("resnet50", 4), ("resnet18", 4), ("densenet121", 2)])
+def test_every_architecture_runs_forward_without_downloads(arch, cells):
+    """The library's default stride is the command line's: 16 for a ResNet (4x4 cells at 64 px), 32 for DenseNet."""
+    assert arch in ARCHS
     model = WeaklySupervisedNet(ModelConfig(arch=arch, num_classes=3, transition_channels=8)).eval()
     with torch.no_grad():
         features = model.forward_features(torch.zeros(2, 3, 64, 64))
         logits = model.forward_head(features)
-    assert features.shape == (2, 8, 2, 2) and logits.shape == (2, 3)
+    assert features.shape == (2, 8, cells, cells) and logits.shape == (2, 3)
+    assert model.config.output_stride == 64 // cells
     assert model.prediction.weight.shape == (3, 8)  # with the features: a class activation map
 
 
@@ -153,6 +158,7 @@ def test_generator_is_seeded_and_its_reports_agree_with_its_truth(tmp_path):
 from conftest import FAST
 
 
+@pytest.mark.slow
 def test_fit_loss_falls_and_score_writes_everything(tiny, tmp_path):
     result = run("fit", tiny / "labels.parquet", "-o", tmp_path / "run", "--epochs", "4", *FAST)
     assert result.exit_code == 0, result.output
@@ -176,6 +182,7 @@ def test_fit_loss_falls_and_score_writes_everything(tiny, tmp_path):
     assert Image.open(tmp_path / "scores.roc.png").size[0] > 500
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_an_uninterrupted_one(tiny, tmp_path):
     assert run("fit", tiny / "labels.parquet", "-o", tmp_path / "whole", "--epochs", "2", *FAST).exit_code == 0
     paused = run("fit", tiny / "labels.parquet", "-o", tmp_path / "cut", "--epochs", "2", "--pause-after", "1", *FAST)
@@ -209,6 +216,7 @@ def test_a_checkpoint_with_foreign_code_is_refused(tmp_path):
     assert result.exit_code == 1 and "refused" in result.output
 
 
+@pytest.mark.slow
 def test_a_corrupt_image_is_named_and_the_epoch_goes_on(tiny, tmp_path):
     images = tmp_path / "images"
     images.mkdir()
@@ -221,6 +229,7 @@ def test_a_corrupt_image_is_named_and_the_epoch_goes_on(tiny, tmp_path):
     assert (tmp_path / "run" / "last.pt").exists()
 
 
+@pytest.mark.slow
 def test_torchvision_weights_are_loaded_and_reported(tiny, tmp_path):
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "resnet18.pth")
     result = run("fit", tiny / "labels.parquet", "-o", tmp_path / "run", "--epochs", "1", "--weights",

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from reportminer import __version__
 from reportminer.cli import EXIT_SKIPPED, main
-from reportminer.output import read_metadata
+from cxrcore.output import read_metadata
 
 from conftest import SAMPLES, write_bad_reports
 
@@ -22,7 +22,7 @@ def run(*args):
 @pytest.fixture(scope="module")
 def labeled(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
-    result = run("label", SAMPLES / "reports", "-o", out / "labels.parquet", "--evidence", out / "mentions.parquet", "--quiet")
+    result = run("label", SAMPLES / "reports", "-o", out / "labels.parquet", "--evidence", out / "mentions.parquet", "--workers", "1", "--quiet")
     assert result.exit_code == 0, result.output
     return out
 
@@ -73,7 +73,7 @@ def test_evaluate_uncertain_as_positive_adds_false_positives(labeled, tmp_path):
 
 def test_bad_reports_are_skipped_named_and_the_rest_labeled(tmp_path):
     folder = write_bad_reports(tmp_path / "in", "Small left pneumothorax.")
-    result = run("label", folder, "-o", tmp_path / "labels.parquet", "--quiet")
+    result = run("label", folder, "-o", tmp_path / "labels.parquet", "--workers", "1", "--quiet")
     assert result.exit_code == EXIT_SKIPPED
     assert f"skipped {folder / 'empty.txt'}: empty report" in result.output
     assert f"skipped {folder / 'zero.txt'}: empty report" in result.output
@@ -85,10 +85,10 @@ def test_bad_reports_are_skipped_named_and_the_rest_labeled(tmp_path):
 
 def test_failed_run_leaves_the_previous_output_whole(tmp_path):
     out = tmp_path / "labels.parquet"
-    assert run("label", SAMPLES / "reports", "-o", out, "--quiet").exit_code == 0
+    assert run("label", SAMPLES / "reports", "-o", out, "--workers", "1", "--quiet").exit_code == 0
     before = out.read_bytes()
     (tmp_path / "bad.csv").write_text("id,text\n1,No effusion.\n")
-    result = run("label", SAMPLES / "reports", tmp_path / "bad.csv", "-o", out, "--quiet")
+    result = run("label", SAMPLES / "reports", tmp_path / "bad.csv", "-o", out, "--workers", "1", "--quiet")
     assert result.exit_code == 1
     assert result.output.strip().endswith("bad.csv: missing column 'report_id' (columns are: id, text)")
     assert out.read_bytes() == before
@@ -99,14 +99,14 @@ def test_one_row_per_image_from_a_table(tmp_path):
     pd.DataFrame([{"report_id": "r1", "text": "No effusion.", "image_id": "a", "image_path": "a.png"},
                   {"report_id": "r1", "text": "No effusion.", "image_id": "b", "image_path": "b.png"}]
                  ).to_parquet(tmp_path / "in.parquet")
-    assert run("label", tmp_path / "in.parquet", "-o", tmp_path / "out.parquet", "--quiet").exit_code == 0
+    assert run("label", tmp_path / "in.parquet", "-o", tmp_path / "out.parquet", "--workers", "1", "--quiet").exit_code == 0
     out = pd.read_parquet(tmp_path / "out.parquet")
     assert out[["image_id", "image_path"]].values.tolist() == [["a", "a.png"], ["b", "b.png"]]
     assert out["Effusion"].tolist() == [0, 0]
 
 
 def test_unknown_model_is_one_clear_line(tmp_path):
-    result = run("label", SAMPLES / "reports", "-o", tmp_path / "x.parquet", "--model", "no_such_model", "--quiet")
+    result = run("label", SAMPLES / "reports", "-o", tmp_path / "x.parquet", "--model", "no_such_model", "--workers", "1", "--quiet")
     assert result.exit_code == 1
     assert "spaCy model 'no_such_model' is not installed" in result.output
     assert not (tmp_path / "x.parquet").exists()
@@ -116,7 +116,7 @@ def test_unknown_model_is_one_clear_line(tmp_path):
 def test_baselines_label_the_same_mentions(tmp_path, method, labeled):
     out = tmp_path / f"{method}.parquet"
     ev = tmp_path / f"{method}-mentions.parquet"
-    assert run("label", SAMPLES / "reports", "-o", out, "--evidence", ev, "--assertions", method, "--quiet").exit_code == 0
+    assert run("label", SAMPLES / "reports", "-o", out, "--evidence", ev, "--assertions", method, "--workers", "1", "--quiet").exit_code == 0
     ours = pd.read_parquet(labeled / "mentions.parquet")
     theirs = pd.read_parquet(ev)
     key = ["report_id", "finding", "start", "end"]

@@ -6,8 +6,10 @@ import pytest
 from click.testing import CliRunner
 
 from reportminer.cli import main
-from reportminer.errors import InputError
-from reportminer.dataset import patient_splits, read_boxes, read_nih_entries
+from cxrcore.errors import InputError
+from cxrcore.boxes import read_boxes
+from cxrcore.splits import patient_splits
+from reportminer.dataset import read_nih_entries
 
 from conftest import SAMPLES
 
@@ -72,7 +74,7 @@ def test_a_patient_in_both_given_lists_is_an_error(tmp_path):
     test = write(tmp_path / "test.txt", "a_001.png\n")
     result = run("dataset", "--nih", entries, "--train-val-list", tv, "--test-list", test, "-o", tmp_path / "x.parquet")
     assert result.exit_code == 1
-    assert f"{entries}:3: patient 1 is in 'test' here and in 'train' on line 2" in result.output
+    assert f"{entries}:3: patient 1 is in 'test' here and in 'train' at {entries}:2" in result.output
     assert not (tmp_path / "x.parquet").exists()
 
 
@@ -87,9 +89,9 @@ def test_an_image_in_neither_list_is_an_error(tmp_path):
 
 def test_seeded_patient_split_is_reproducible_and_patient_safe():
     frame = pd.DataFrame({"image_id": [f"i{i}" for i in range(300)], "patient_id": [f"p{i // 3}" for i in range(300)]})
-    a = patient_splits(frame, (0.7, 0.1, 0.2), seed=3)
-    assert a.equals(patient_splits(frame, (0.7, 0.1, 0.2), seed=3))
-    assert not a.equals(patient_splits(frame, (0.7, 0.1, 0.2), seed=4))
+    a = patient_splits(frame["patient_id"], (0.7, 0.1, 0.2), seed=3)
+    assert a.equals(patient_splits(frame["patient_id"], (0.7, 0.1, 0.2), seed=3))
+    assert not a.equals(patient_splits(frame["patient_id"], (0.7, 0.1, 0.2), seed=4))
     assert (frame.assign(split=a).groupby("patient_id")["split"].nunique() == 1).all()
     assert a.value_counts().to_dict() == {"train": 210, "test": 60, "val": 30}
 
@@ -97,7 +99,7 @@ def test_seeded_patient_split_is_reproducible_and_patient_safe():
 @pytest.fixture()
 def sample_labels(tmp_path):
     out = tmp_path / "labels.parquet"
-    assert run("label", SAMPLES / "reports", "-o", out, "--quiet").exit_code == 0
+    assert run("label", SAMPLES / "reports", "-o", out, "--workers", "1", "--quiet").exit_code == 0
     return out
 
 
@@ -137,7 +139,7 @@ def test_manifest_split_with_a_patient_in_two_splits_names_the_rows(tmp_path, sa
     result = run("dataset", sample_labels, "--manifest", manifest, "-o", tmp_path / "d.parquet")
     assert result.exit_code == 1
     # s21 (lines 42-43) belongs to patient p1, whose s01 images (lines 2-3) are in train.
-    assert f"{manifest}:42: patient p1 is in 'test' here and in 'train' on line 2" in result.output
+    assert f"{manifest}:42: patient p1 is in 'test' here and in 'train' at {manifest}:2" in result.output
 
 
 BOXES = """Image Index,Finding Label,Bbox [x,y,w,h],,,

@@ -55,6 +55,7 @@ def single(corpus, tmp_path_factory):
     return tables(out / "labels.parquet", out / "mentions.parquet")
 
 
+@pytest.mark.slow
 def test_workers_and_chunks_give_identical_rows(corpus, single, tmp_path):
     result = run("label", corpus, "-o", tmp_path / "l.parquet", "--evidence", tmp_path / "m.parquet",
                  "--workers", "2", "--chunk-size", "37", "--quiet")
@@ -66,6 +67,7 @@ def test_workers_and_chunks_give_identical_rows(corpus, single, tmp_path):
     assert not parts_folder(tmp_path / "l.parquet").exists()
 
 
+@pytest.mark.slow
 def test_dask_cluster_gives_the_same_rows(corpus, single, tmp_path):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
@@ -82,6 +84,7 @@ def test_dask_without_a_scheduler_is_a_clear_error(corpus, tmp_path):
     assert "--engine dask needs --scheduler ADDRESS" in result.output
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_output(tmp_path):
     corpus = write_corpus(tmp_path / "big.jsonl", 6000, seed=1)
     whole = tmp_path / "whole"
@@ -130,7 +133,7 @@ def test_table_rows_of_one_report_must_be_adjacent(tmp_path):
             {"report_id": "r2", "text": "Small pneumothorax.", "image_id": "b"},
             {"report_id": "r1", "text": "No effusion.", "image_id": "c"}]
     pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
-    records = list(read_inputs([tmp_path / "t.csv"]))
+    records = list(read_inputs([tmp_path / "t.csv"], ("FINDINGS", "IMPRESSION")))
     assert [r.report_id for r in records if isinstance(r, Report)] == ["r1", "r2"]
     [skip] = [r for r in records if isinstance(r, Skipped)]
     assert skip.source.endswith("t.csv:4")

@@ -14,7 +14,7 @@ EXPECTED = list(csv.DictReader((SAMPLES / "expected.csv").open()))
 
 @pytest.fixture(scope="module")
 def sample_labels(labeler):
-    reports = list(read_inputs([SAMPLES / "reports"]))
+    reports = list(read_inputs([SAMPLES / "reports"], labeler.lexicon.sections))
     return {done.report.report_id: done for done in labeler.label(reports)}
 
 
@@ -65,13 +65,13 @@ def test_aggregation_precedence(pairs, expected):
     assert labels == expected
 
 
-def test_masking_replaces_synonyms_keeps_patterns_and_merges_overlaps():
+def test_masking_replaces_synonyms_keeps_patterns_and_merges_overlaps(lexicon):
     from reportminer.labeler import mask_mentions
     from reportminer.mentions import Match
 
     sentence = "No parenchymal infiltrates or pleural effusions, heart is not enlarged."
     matches = [Match("Infiltration", 15, 26), Match("Effusion", 30, 47), Match("Pleural_Thickening", 30, 37),
                Match("Cardiomegaly", 49, 70, maskable=False)]
-    text, spans = mask_mentions(sentence, matches)
+    text, spans = mask_mentions(sentence, matches, lexicon.parse)
     assert text == "No parenchymal opacities or opacities, heart is not enlarged."
     assert [text[a:b] for a, b in spans] == ["opacities", "opacities", "opacities", "heart is not enlarged"]

@@ -1,21 +1,21 @@
-"""The shipped lexicon validates, every rule example behaves, and broken lexicons give clear errors."""
+"""The shipped lexicon validates, every example behaves through the real labeler, broken lexicons give
+clear errors, and the settings that used to be code are data that changes what the labeler does."""
 
 import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from reportminer.labeler import parse_mentions
-from reportminer.lexicon import load_lexicon
-from reportminer.mentions import Match, MentionFinder
-from reportminer.sections import normalise
+from reportminer.cli import main
 from reportminer.errors import LexiconError
+from reportminer.lexicon import load_lexicon
+from reportminer.lexicon_check import cases, check_cases, check_lexicon, finding_failures
 
 from conftest import ROOT
 
 LEXICON = load_lexicon(ROOT / "lexicons")
-EXAMPLES = [(r.id, s, True) for r in LEXICON.rules for s in r.should_match] + \
-           [(r.id, s, False) for r in LEXICON.rules for s in r.should_not_match]
+CASES = cases(LEXICON)
 
 
 def test_findings_follow_the_spec_order():
@@ -32,16 +32,119 @@ def test_the_papers_rules_are_all_there():
         assert rule in ids
 
 
-@pytest.mark.parametrize("rule_id, example, should_fire", EXAMPLES, ids=[f"{r}:{s}" for r, s, _ in EXAMPLES])
-def test_rule_example(rule_id, example, should_fire, nlp):
-    """Each example is parsed as the labeler parses it (mentions masked) and the rule fires or not."""
-    rule = next(r for r in LEXICON.rules if r.id == rule_id)
-    a, b = example.index("["), example.index("]")
-    text = normalise(example[:a] + example[a + 1:b] + example[b + 1:], LEXICON.placeholders)
-    found = [m for m in MentionFinder(LEXICON).find(text) if (m.start, m.end) == (a, b - 1)]
-    mention = found[0] if found else Match("example", a, b - 1, maskable=False)
-    [(graph, [head])] = list(parse_mentions(nlp, [(text, [mention])]))
-    assert (rule.match(graph, head) is not None) == should_fire
+@pytest.fixture(scope="module")
+def checked(nlp):
+    return check_cases(LEXICON, nlp, CASES)
+
+
+@pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{c.where.split(': ')[-1]}:{c.sentence}" for c in CASES])
+def test_example_is_decided_as_written(index, checked):
+    """A rule's match example is decided by that rule (not only matched); a no_match example is not matched;
+    a settings example gets its kind; no two rules of equal priority both match it."""
+    assert checked[index] == []
+
+
+def test_every_finding_example_is_found_as_written():
+    assert finding_failures(LEXICON) == []
+    assert all(f.should_find and f.should_not_find for f in LEXICON.findings)
+
+
+def copy_lexicon(tmp_path: Path) -> Path:
+    copy = tmp_path / "lex"
+    shutil.copytree(ROOT / "lexicons", copy, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
+    return copy
+
+
+def test_a_rule_shadowed_by_a_higher_one_is_reported(tmp_path, nlp):
+    """The rule's pattern still matches its example, but a higher rule decides it: that is a failure."""
+    folder = broken(tmp_path, "rules/uncertainty.yaml", "    priority: 80\n", "    priority: 30\n")  # unc.cannot_exclude
+    _, failures = check_lexicon(load_lexicon(folder), nlp)
+    messages = [str(f) for f in failures]
+    assert any("unc.cannot_exclude: '[Pneumonia] cannot be excluded.': decided negative by neg.negated_predicate, "
+               "not uncertain by unc.cannot_exclude (rules that match: neg.negated_predicate (50), unc.modal (40), "
+               "unc.cannot_exclude (30))" in m for m in messages), messages
+
+
+def test_equal_priorities_that_both_match_are_refused(tmp_path, nlp):
+    folder = copy_lexicon(tmp_path)
+    rules = folder / "rules" / "negation.yaml"
+    rules.write_text(rules.read_text() + '''
+  - id: neg.no_twin
+    kind: negative
+    priority: 50
+    pattern: "{lower:no} <-det- X"
+    examples:
+      match: ["No focal [consolidation]."]
+''')
+    _, failures = check_lexicon(load_lexicon(folder), nlp)
+    assert any("neg.no and neg.no_twin both match with priority 50; only file order would decide" in str(f)
+               for f in failures), [str(f) for f in failures]
+
+
+def test_parse_settings_are_data_that_the_labeler_uses(tmp_path, nlp):
+    """Without "but" among the list breakers, "no X, but Y" negates Y: the example written for it fails."""
+    folder = broken(tmp_path, "labeler.yaml", "breakers: [but, yet, although]", "breakers: [yet, although]")
+    _, failures = check_lexicon(load_lexicon(folder), nlp)
+    assert [f.message for f in failures] == [
+        "'No focal consolidation but mild [atelectasis].': decided negative by neg.no, not positive by pos.default "
+        "(rules that match: neg.no (50))",
+        "'No pneumothorax, but small bilateral [effusions].': decided negative by neg.no, not positive by pos.default "
+        "(rules that match: neg.no (50))"]
+
+
+def test_the_default_assertion_is_data(tmp_path, nlp):
+    from reportminer.labeler import Labeler
+    from reportminer.readers import Report
+
+    folder = broken(tmp_path, "labeler.yaml", "default: {kind: positive, rule: pos.default}",
+                    "default: {kind: uncertain, rule: unc.unmatched}")
+    [done] = Labeler(load_lexicon(folder), nlp).label([Report("r", "Small left pneumothorax.", "test")])
+    assert [(m.assertion, m.rule) for m in done.mentions] == [("uncertain", "unc.unmatched")]
+    assert done.labels["Pneumothorax"] == -1
+
+
+def test_a_finding_example_that_is_not_found_is_reported(tmp_path):
+    folder = broken(tmp_path, "findings.yaml", '"Small left [pleural effusion]."', '"Small left [pleural fluid collection]."')
+    failures = [str(f) for f in finding_failures(load_lexicon(folder))]
+    assert len(failures) == 1 and "Effusion: 'Small left [pleural fluid collection].': the [bracketed] words are " \
+        "not found as Effusion (found: 'pleural fluid')" in failures[0]
+
+
+def test_check_lexicon_command(tmp_path):
+    good = CliRunner().invoke(main, ["check-lexicon", str(ROOT / "lexicons")])
+    assert good.exit_code == 0, good.output
+    finding_examples = sum(len(f.should_find) + len(f.should_not_find) for f in LEXICON.findings)
+    assert good.output.strip().endswith(f"14 findings, {len(LEXICON.rules)} rules, {len(CASES) + finding_examples} "
+                                        f"examples: every one behaves as written")
+    folder = broken(tmp_path, "labeler.yaml", "breakers: [but, yet, although]", "breakers: [yet, although]")
+    bad = CliRunner().invoke(main, ["check-lexicon", str(folder)])
+    assert bad.exit_code == 1
+    assert "labeler.yaml:" in bad.output and "Error: " in bad.output and "2 do not behave as written" in bad.output
+
+
+def test_label_refuses_a_users_lexicon_whose_examples_fail(tmp_path):
+    from conftest import SAMPLES
+
+    folder = broken(tmp_path, "labeler.yaml", "breakers: [but, yet, although]", "breakers: [yet, although]")
+    result = CliRunner().invoke(main, ["label", str(SAMPLES / "reports"), "-o", str(tmp_path / "l.parquet"),
+                                       "--lexicon", str(folder), "--workers", "1", "--quiet"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1
+    assert f"run `reportminer check-lexicon {folder}` to see all 2 problems" in result.output
+    assert not (tmp_path / "l.parquet").exists()
+
+
+def test_explain_shows_mentions_graph_rules_and_decision():
+    result = CliRunner().invoke(main, ["explain", "No change in the left pleural effusion, but there is no pneumothorax.",
+                                       "--finding", "Effusion"])
+    assert result.exit_code == 0, result.output
+    assert "parsed as: No change in the left opacity, but there is no opacity." in result.output
+    assert "Effusion: 'pleural effusion' at 22-38 -> positive by pos.no_change_in" in result.output
+    assert "change(1) -prep_in-> opacity(5)*" in result.output
+    assert "pos.no_change_in (positive, priority 90) on: No change opacity  <- decides" in result.output
+    assert "Pneumothorax" not in result.output
+    unknown = CliRunner().invoke(main, ["explain", "No effusion.", "--finding", "Effusions"])
+    assert unknown.exit_code == 2 and "'Effusions' is not a finding of this lexicon" in unknown.output
 
 
 def test_digest_changes_with_the_files(tmp_path):
@@ -54,8 +157,7 @@ def test_digest_changes_with_the_files(tmp_path):
 
 
 def broken(tmp_path: Path, file: str, old: str, new: str) -> Path:
-    copy = tmp_path / "lex"
-    shutil.copytree(ROOT / "lexicons", copy)
+    copy = copy_lexicon(tmp_path)
     path = copy / file
     text = path.read_text()
     assert old in text
@@ -75,6 +177,13 @@ def broken(tmp_path: Path, file: str, old: str, new: str) -> Path:
     ("labeler.yaml", "precedence: [positive, uncertain, negative]", "precedence: [positive, negative]", r"precedence: must order"),
     ("labeler.yaml", "{token: XXXX, replacement: sign}", "{token: XXXX, replacement: signs}", r"replacement: 'signs' is longer"),
     ("findings.yaml", "findings:\n", "findings: [\n", r"findings.yaml:\d+: not valid YAML"),
+    ("labeler.yaml", "default: {kind: positive, rule: pos.default}", "default: {kind: sure, rule: pos.default}",
+     r"labeler.yaml:\d+: default -> kind: 'sure' must be one of"),
+    ("labeler.yaml", "    links: [conj, appos]", "    linked: [conj, appos]", r"parse.lists -> linked: unknown field"),
+    ("labeler.yaml", "sign: {kind: uncertain, rule: unc.indirect_sign}", "sign: {kind: uncertain, rule: neg.no}",
+     r"negation.yaml:\d+: neg.no -> id: already defined at .*labeler.yaml \(assertions.sign\)"),
+    ("findings.yaml", '      match: ["Small left [pleural effusion].", "Layering [pleural fluid] on the right."]\n', "",
+     r"findings.yaml:\d+: Effusion -> match: must list at least one entry"),
 ])
 def test_broken_lexicon_names_file_line_rule_and_field(tmp_path, file, old, new, message):
     with pytest.raises(LexiconError, match=message):
@@ -86,7 +195,9 @@ def test_adding_a_finding_needs_no_code(tmp_path, nlp):
     from reportminer.readers import Report
 
     folder = broken(tmp_path, "findings.yaml", "  - name: Hernia",
-                    "  - name: Fracture\n    synonyms: [fracture, rib fracture]\n\n  - name: Hernia")
+                    "  - name: Fracture\n    synonyms: [fracture, rib fracture]\n"
+                    "    examples: {match: [\"Acute left rib [fracture].\"], no_match: [\"Intact ribs.\"]}\n\n"
+                    "  - name: Hernia")
     labeler = Labeler(load_lexicon(folder), nlp)
     [done] = labeler.label([Report("r1", "Acute left rib fracture. No pneumothorax.", "test")])
     assert done.labels["Fracture"] == 1 and done.labels["Pneumothorax"] == 0

@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from classifier.cli import main
-from classifier.localize import boxes_from_map, iobb, iou, localization_metrics
+from classifier.boxes import boxes_from_map, iobb, iou
+from classifier.metrics import localization_metrics
 
 
 def test_iou_and_iobb_by_hand():
@@ -44,6 +45,7 @@ def test_thresholds_give_one_box_per_region_in_image_pixels():
     assert boxes_from_map(np.ones((4, 4)), (60,), (1.0, 1.0)) == []  # a flat map has no region
 
 
+@pytest.mark.slow
 def test_localize_command_writes_boxes_overlays_and_tables(tmp_path, tiny_run):
     root, run = tiny_run
     out = tmp_path / "loc"
@@ -59,6 +61,7 @@ def test_localize_command_writes_boxes_overlays_and_tables(tmp_path, tiny_run):
     assert "T(IoBB)" in result.output and "mean accuracy: T(IoBB)=0.5" in result.output
 
 
+@pytest.mark.slow
 def test_boxes_in_other_pixels_are_scaled(tmp_path, tiny_run):
     root, run = tiny_run
     big = pd.read_csv(root / "BBox_List.csv", skiprows=1, header=None)
@@ -82,8 +85,9 @@ def test_a_lesion_at_a_known_place_gives_the_map_its_maximum_there():
     import torch
     from torch import nn
 
-    from classifier.localize import class_maps
-    from classifier.models import ModelConfig, WeaklySupervisedNet
+    from classifier.heatmaps import class_maps
+    from classifier.config import ModelConfig
+    from classifier.models import WeaklySupervisedNet
 
     model = WeaklySupervisedNet(ModelConfig(arch="resnet18", num_classes=1, transition_channels=3, output_stride=16))
     model.trunk, model.transition = nn.Conv2d(3, 3, 17, stride=16, padding=8, bias=False), nn.Identity()
@@ -107,8 +111,9 @@ def test_upsampled_cells_sit_where_the_trunk_centres_them(stages, stride):
     centred where `upsample` puts that cell (align_corners=False would put it half a cell off)."""
     import torch
 
-    from classifier.localize import upsample
-    from classifier.models import ModelConfig, WeaklySupervisedNet
+    from classifier.heatmaps import upsample
+    from classifier.config import ModelConfig
+    from classifier.models import WeaklySupervisedNet
 
     torch.manual_seed(0)
     model = WeaklySupervisedNet(ModelConfig(arch="resnet18", num_classes=1, transition_channels=4,
@@ -130,7 +135,7 @@ def test_upsampled_cells_sit_where_the_trunk_centres_them(stages, stride):
 
 
 def test_pointing_accuracy_by_hand():
-    from classifier.localize import pointing_accuracy
+    from classifier.metrics import pointing_accuracy
 
     truth = pd.DataFrame([["a", "Mass", 0, 0, 10, 10], ["b", "Mass", 0, 0, 10, 10], ["b", "Mass", 20, 20, 5, 5]],
                          columns=["Image Index", "Finding Label", "x", "y", "w", "h"])
@@ -140,6 +145,7 @@ def test_pointing_accuracy_by_hand():
     assert pointing_accuracy(peaks, truth, ["Mass", "Nodule"]) == {"Mass": 0.5, "mean": 0.5}
 
 
+@pytest.mark.slow
 def test_grad_cam_reads_a_chosen_layer_and_names_the_layers_when_asked_for_another(tmp_path, tiny_run):
     root, run = tiny_run
     out = tmp_path / "gc"
@@ -161,8 +167,9 @@ def test_grad_cam_at_the_transition_layer_is_the_class_map_cut_at_zero():
     Grad-CAM at the transition layer is ReLU(class map - bias) / positions: checked on a real network."""
     import torch
 
-    from classifier.localize import class_maps, grad_cam_maps, upsample
-    from classifier.models import ModelConfig, WeaklySupervisedNet
+    from classifier.heatmaps import class_maps, grad_cam_maps, upsample
+    from classifier.config import ModelConfig
+    from classifier.models import WeaklySupervisedNet
 
     torch.manual_seed(0)
     model = WeaklySupervisedNet(ModelConfig(arch="resnet18", num_classes=2, transition_channels=8, pool="avg")).eval()

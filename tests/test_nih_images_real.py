@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from classifier.cli import main
-from reportminer.dataset import patient_splits, read_nih_entries, write_dataset
+from cxrcore.splits import patient_splits
+from reportminer.dataset import read_nih_entries, write_dataset
 
 from conftest import SHARED
 
@@ -18,13 +19,14 @@ FINDINGS = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "
             "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia"]
 
 
+@pytest.mark.slow
 def test_fit_and_score_on_real_64px_images(tmp_path):
     joined = pd.read_csv(SMALL / "labels_joined_from_Data_Entry.csv")
     joined = joined[joined["relpath"].str.startswith("kcr2019d1_NIH1000_64px/")]
     nih = read_nih_entries(SHARED / "nih" / "Data_Entry_2017_v2020.csv.gz", FINDINGS, "No_Finding")
     frame = nih.merge(joined[["image_index", "relpath", "official_split"]], left_on="image_id", right_on="image_index")
     frame["image_path"] = frame["relpath"]
-    split = patient_splits(frame[frame["official_split"] == "train_val"], (0.85, 0.15, 0.0), seed=0)
+    split = patient_splits(frame.loc[frame["official_split"] == "train_val", "patient_id"], (0.85, 0.15, 0.0), seed=0)
     frame["split"] = "test"
     frame.loc[split.index, "split"] = split
     columns = FINDINGS + ["No_Finding"]

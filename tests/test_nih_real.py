@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from reportminer.cli import main
-from reportminer.output import read_metadata
+from cxrcore.output import read_metadata
 
 from conftest import SHARED
 

@@ -12,6 +12,7 @@ from conftest import SHARED
 pytestmark = pytest.mark.realdata
 
 
+@pytest.mark.slow
 def test_openi_dev_micro_f1_over_13_findings(tmp_path):
     dev = SHARED / "openi-dev"
     labels = tmp_path / "labels.parquet"

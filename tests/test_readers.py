@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from reportminer.errors import InputError
+from cxrcore.errors import InputError
 from reportminer.readers import Report, Skipped, read_inputs
 from reportminer.sections import normalise, select_sections, split_sentences
 
@@ -21,7 +21,7 @@ XML = """<?xml version="1.0" encoding="utf-8"?>
 
 
 def records(*paths, **kw):
-    return list(read_inputs(list(paths), **kw))
+    return list(read_inputs(list(paths), ("FINDINGS", "IMPRESSION"), **kw))
 
 
 def test_openi_xml_gives_id_sections_and_images(tmp_path):

@@ -50,8 +50,8 @@ def test_agreement_and_kappa():
 
 def test_stats_cli_writes_tables_pictures_and_card(tmp_path):
     rules, negex = tmp_path / "rules.parquet", tmp_path / "negex.parquet"
-    assert run("label", SAMPLES / "reports", "-o", rules, "--quiet").exit_code == 0
-    assert run("label", SAMPLES / "reports", "-o", negex, "--assertions", "negex", "--quiet").exit_code == 0
+    assert run("label", SAMPLES / "reports", "-o", rules, "--workers", "1", "--quiet").exit_code == 0
+    assert run("label", SAMPLES / "reports", "-o", negex, "--assertions", "negex", "--workers", "1", "--quiet").exit_code == 0
     out = tmp_path / "stats"
     result = run("stats", rules, "-o", out, "--compare", negex)
     assert result.exit_code == 0, result.output
@@ -71,4 +71,4 @@ def test_stats_of_a_file_without_labels_is_a_clear_error(tmp_path):
     pd.DataFrame({"x": [1]}).to_parquet(tmp_path / "x.parquet")
     result = run("stats", tmp_path / "x.parquet", "-o", tmp_path / "out")
     assert result.exit_code == 1
-    assert "x.parquet: no label columns found; is this a reportminer labels.parquet?" in result.output
+    assert "x.parquet: no label columns found; is this a labels.parquet from reportminer?" in result.output

@@ -3,4 +3,4 @@
 `classifier synth | fit | score | localize`; see README.md.
 """
 
-__version__ = "0.1.0"
+from cxrcore import __version__  # noqa: F401  (one version for the distribution)

@@ -9,13 +9,13 @@ from typing import Any
 
 import torch
 
-from reportminer.errors import ReportminerError
-from reportminer.output import atomic_path
+from cxrcore.errors import ToolkitError
+from cxrcore.output import atomic_path
 
 FORMAT = "chestxray-toolkit/checkpoint-1"
 
 
-class CheckpointError(ReportminerError):
+class CheckpointError(ToolkitError):
     """A checkpoint that cannot or must not be loaded."""
 
 

@@ -1,20 +1,26 @@
-"""`classifier synth | fit | score | localize`: thin click commands over the library."""
+"""`classifier synth | fit | score | localize`: thin click commands over the library.
+
+This module imports neither torch nor spaCy: `classifier --help` works on any install, and a
+command that needs torch says what to install when it is missing.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from reportminer.errors import OneLineErrors
+from cxrcore.cli import OneLineErrors
+from cxrcore.splits import SPLITS
 
 from . import __version__
-from .losses import LOSSES, UNCERTAIN_POLICIES
-from .models import ARCHS, POOLS
+from .choices import ARCHS, DEVICES, HEATMAPS, LOSSES, POOLS, UNCERTAIN_POLICIES
 
 err = Console(stderr=True, highlight=False)
+NEEDS = {"torch": "torch", "torchvision": "torchvision", "PIL": "pillow", "scipy": "scipy"}
 
 
 def say(message: str) -> None:
@@ -25,6 +31,17 @@ def say(message: str) -> None:
 @click.version_option(__version__, prog_name="classifier")
 def main() -> None:
     """Train and apply the weakly supervised ChestX-ray8 network (see README.md)."""
+    missing = [package for module, package in NEEDS.items() if not _installed(module)]
+    if missing:
+        raise click.ClickException(f"classifier needs {', '.join(missing)}, which this install lacks: "
+                                   f"pip install 'chestxray-toolkit[classifier]'")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a package whose import machinery fails is as good as absent
+        return False
 
 
 @main.command()
@@ -65,7 +82,7 @@ def synth(output: Path, count: int, size: int, seed: int, hedge: float) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A torchvision state dict for the trunk (nothing is downloaded).")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -82,11 +99,11 @@ def fit(labels: Path, images: Path | None, run_dir: Path, arch: str, pool: str, 
         lr: float, seed: int, device: str, weights: Path | None, cache_dir: Path | None, loader_workers: int,
         channels_last: bool, cpu_bf16: bool, resume: bool, pause_after: int | None) -> None:
     """Train on LABELS (a labels.parquet) with image-level labels only."""
-    from .models import ModelConfig
-    from .train import TrainConfig, fit as run_fit
+    from .config import ModelConfig, TrainConfig
+    from .training import fit as run_fit
 
     config = TrainConfig(model=ModelConfig(arch=arch, pool=pool, lse_r=lse_r, transition_channels=transition_channels,
-                                           output_stride=int(output_stride or (32 if arch == "densenet121" else 16)),
+                                           output_stride=int(output_stride) if output_stride else None,
                                            trunk_stages=int(trunk_stages)),
                          size=size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, loss=loss,
                          uncertain=uncertain, device=device, loader_workers=loader_workers,
@@ -110,8 +127,8 @@ def fit(labels: Path, images: Path | None, run_dir: Path, arch: str, pool: str, 
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="scores.parquet; SCORES.auc.json and SCORES.roc.png are written beside it.")
-@click.option("--split", type=click.Choice(["train", "val", "test"]), help="Score only this split (default: all rows).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--split", type=click.Choice(SPLITS), help="Score only this split (default: all rows).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Bootstrap resamples for the 95% intervals.")
@@ -136,23 +153,24 @@ def score(run_dir: Path, labels: Path, images: Path | None, output: Path, split:
 @click.option("--boxes", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="True boxes in the NIH BBox_List format: score the predicted boxes against them.")
 @click.option("--thresholds", default="60,180", show_default=True, help="Map thresholds on the 0-255 scale.")
-@click.option("--method", type=click.Choice(["cam", "gradcam"]), default="cam", show_default=True,
+@click.option("--method", type=click.Choice(HEATMAPS), default="cam", show_default=True,
               help="Heatmaps: class activation maps (the paper's), or Grad-CAM read at --layer.")
 @click.option("--layer", default="transition", show_default=True,
               help="Grad-CAM's layer: transition, or a ResNet's layer1-layer4 (layer2 is finer and more local).")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Draw boxes for findings at least this probable (and, with --boxes, for every true finding).")
-@click.option("--split", type=click.Choice(["train", "val", "test"]), help="Only this split (default: all rows).")
+@click.option("--split", type=click.Choice(SPLITS), help="Only this split (default: all rows).")
 @click.option("--overlays", type=click.IntRange(min=0), default=50, show_default=True, help="Overlay PNGs to draw.")
 @click.option("--boxes-size", type=click.IntRange(min=1),
               help="The --boxes coordinates are in pixels of images this wide (NIH's BBox_List: 1024); "
                    "they are scaled to each image. Default: the images' own pixels.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 def localize(run_dir: Path, labels: Path, images: Path | None, out_dir: Path, boxes: Path | None, thresholds: str,
              min_score: float, split: str | None, overlays: int, boxes_size: int | None, device: str, method: str,
              layer: str) -> None:
     """Heatmaps and boxes for the images of LABELS; with --boxes, the paper's IoBB and IoU tables."""
-    from .localize import format_tables, localize as run_localize
+    from .localize import localize as run_localize
+    from .metrics import format_tables
 
     try:
         levels = tuple(int(t) for t in thresholds.split(","))

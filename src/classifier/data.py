@@ -7,34 +7,54 @@ cannot be read is reported (file and reason) and left out of its batch; the epoc
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset
 
-from reportminer.dataset import SPLITS, check_patients, patient_splits
-from reportminer.errors import InputError
+from cxrcore.errors import InputError
+from cxrcore.labels import LabelTable, read_labels
+from cxrcore.splits import patient_splits
 
 from .images import ImageCache, ImageError, load_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, so torchvision weights fit
+DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)  # train, val, test shares of patients when the labels bring no split
 
 
-def finding_columns(path: str | Path, frame: pd.DataFrame) -> list[str]:
-    """The finding columns of a labels file: from its metadata, else its int8 columns, minus No_Finding."""
-    meta = pq.read_schema(path).metadata or {}
-    columns = meta.get(b"reportminer.label_columns")
-    no_finding = (meta.get(b"reportminer.no_finding") or b"No_Finding").decode()
-    names = json.loads(columns) if columns else [c for c in frame.columns if str(frame[c].dtype) in ("int8", "Int8")]
-    names = [c for c in names if c != no_finding and c in frame.columns]
-    if not names:
-        raise InputError(f"{path}: no finding columns; is this a labels.parquet from reportminer?")
-    return names
+@dataclass(frozen=True)
+class Prepared:
+    """The table, its findings, image paths, label matrix and split of every row."""
+
+    findings: list[str]
+    paths: list[Path]
+    labels: np.ndarray  # float32 (N, C): 1, 0, -1, NaN
+    split: np.ndarray
+    frame: pd.DataFrame
+
+    def rows(self, split: str | None) -> np.ndarray:
+        """Row positions of one split, or of every row."""
+        return np.flatnonzero(self.split == split) if split else np.arange(len(self.paths))
+
+
+def prepare(labels_path: Path, images: Path | None, seed: int) -> Prepared:
+    """Read labels.parquet (checked by cxrcore), resolve every image and assign every row its split."""
+    table = read_labels(labels_path)
+    split = assign_splits(table, seed).to_numpy()
+    return Prepared(table.findings, resolve_paths(table.frame, labels_path, images), table.matrix(), split, table.frame)
+
+
+def keep_findings(data: Prepared, findings: list[str]) -> Prepared:
+    """The same rows with only the given finding columns, in that order."""
+    missing = [f for f in findings if f not in data.findings]
+    if missing:
+        raise InputError(f"the labels have no column for {', '.join(missing)}, which this run was trained on")
+    columns = [data.findings.index(f) for f in findings]
+    return replace(data, findings=list(findings), labels=data.labels[:, columns])
 
 
 def resolve_paths(frame: pd.DataFrame, labels_path: Path, images: Path | None) -> list[Path]:
@@ -53,21 +73,15 @@ def resolve_paths(frame: pd.DataFrame, labels_path: Path, images: Path | None) -
     return out
 
 
-def assign_splits(frame: pd.DataFrame, labels_path: Path, seed: int) -> pd.Series:
-    """The `split` column when present (checked by patient), else a seeded split by patient."""
-    if "patient_id" not in frame or frame["patient_id"].isna().all():
-        raise InputError(f"{labels_path}: no split column and no patient_id; add one of them so that no "
+def assign_splits(table: LabelTable, seed: int) -> pd.Series:
+    """The file's split column (validated by patient when read), else a seeded split by patient."""
+    if table.split is not None:
+        return table.split
+    patients = table.frame["patient_id"] if "patient_id" in table.frame else None
+    if patients is None or patients.isna().all():
+        raise InputError(f"{table.path}: no split column and no patient_id; add one of them so that no "
                          f"patient ends up in two splits")
-    framed = frame.assign(_line=[f"row {i}" for i in range(len(frame))])
-    framed.attrs["source"] = str(labels_path)
-    if "split" in frame:
-        split = frame["split"].astype(str).str.lower()
-        bad = ~split.isin(SPLITS)
-        if bad.any():
-            raise InputError(f"{labels_path}[row {int(np.flatnonzero(bad)[0])}]: split must be one of {', '.join(SPLITS)}")
-        check_patients(framed, split, "the split column")
-        return split
-    return patient_splits(framed, (0.7, 0.1, 0.2), seed)
+    return patient_splits(patients.reset_index(drop=True), DEFAULT_FRACTIONS, seed)
 
 
 def normalise(grey: torch.Tensor) -> torch.Tensor:
@@ -84,6 +98,12 @@ class ImageDataset(Dataset):
     def __init__(self, paths: list[Path], labels: np.ndarray, size: int, cache: ImageCache | None = None,
                  augment: bool = False) -> None:
         self.paths, self.labels, self.size, self.cache, self.augment = paths, labels, size, cache, augment
+
+    @classmethod
+    def of(cls, data: Prepared, rows: np.ndarray, size: int, cache: ImageCache | None = None,
+           augment: bool = False) -> "ImageDataset":
+        """The images and labels of `rows` of a prepared table."""
+        return cls([data.paths[i] for i in rows], data.labels[rows], size, cache, augment)
 
     def __len__(self) -> int:
         return len(self.paths)

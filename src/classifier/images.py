@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from reportminer.errors import ReportminerError
+from cxrcore.errors import ToolkitError
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
-class ImageError(ReportminerError):
+class ImageError(ToolkitError):
     """An image that cannot be used; the message names the file and the reason."""
 
 

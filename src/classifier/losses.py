@@ -9,8 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-UNCERTAIN_POLICIES = ("ignore", "ones", "zeros")
-LOSSES = ("weighted", "bce")
+from .choices import LOSSES, UNCERTAIN_POLICIES
 
 
 def targets_and_mask(labels: torch.Tensor, uncertain: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,15 +1,22 @@
-"""AUC per finding with bootstrap confidence intervals, and ROC curves as a picture."""
+"""What a run is judged by: AUC per finding with bootstrap intervals and ROC curves; for boxes, the
+paper's accuracy and average false positives at T(IoBB) and T(IoU) thresholds, and the pointing game."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_auc_score, roc_curve
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
+from cxrcore.output import atomic_path
+
+from .boxes import iobb, iou
+
+IOBB_THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9)
+IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def auc(truth: np.ndarray, scores: np.ndarray) -> float:
@@ -36,8 +43,9 @@ def auc_with_ci(truth: np.ndarray, scores: np.ndarray, n_boot: int = 1000, seed:
 
 
 def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str) -> None:
-    """One ROC curve per finding (truth, scores), with its AUC in the legend."""
-    fig, ax = plt.subplots(figsize=(7, 7))
+    """One ROC curve per finding (truth, scores), with its AUC in the legend; written atomically."""
+    fig = Figure(figsize=(7, 7))
+    ax = fig.subplots()
     for name, (truth, scores) in curves.items():
         if len(np.unique(truth)) < 2:
             continue
@@ -50,5 +58,68 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
     ax.legend(loc="lower right", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png")
-    plt.close(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+
+
+def localization_metrics(predicted: pd.DataFrame, truth: pd.DataFrame, findings: list[str]) -> dict[str, Any]:
+    """Per finding and threshold: accuracy (share of true boxes hit by a box of that finding on that image)
+    and AFP (boxes hitting no true box, per evaluated image), for IoBB and IoU."""
+    out: dict[str, Any] = {"iobb": {}, "iou": {}}
+    for measure, thresholds, fn in (("iobb", IOBB_THRESHOLDS, iobb), ("iou", IOU_THRESHOLDS, iou)):
+        for t in thresholds:
+            table: dict[str, dict[str, float]] = {}
+            for f in findings:
+                gt = truth[truth["Finding Label"] == f]
+                if gt.empty:
+                    continue
+                hits, false_pos, images = 0, 0, gt["Image Index"].unique()
+                for image in images:
+                    g = [tuple(r) for r in gt[gt["Image Index"] == image][["x", "y", "w", "h"]].to_numpy()]
+                    p = predicted[(predicted["Image Index"] == image) & (predicted["Finding Label"] == f)]
+                    p = [tuple(r) for r in p[["x", "y", "w", "h"]].to_numpy()]
+                    hits += sum(any(fn(gb, pb) >= t for pb in p) for gb in g)
+                    false_pos += sum(not any(fn(gb, pb) >= t for gb in g) for pb in p)
+                table[f] = {"acc": hits / len(gt), "afp": false_pos / len(images)}
+            if table:
+                table["mean"] = {k: float(np.mean([v[k] for v in table.values()])) for k in ("acc", "afp")}
+            out[measure][str(t)] = table
+    return out
+
+
+def pointing_accuracy(peaks: pd.DataFrame, truth: pd.DataFrame, findings: list[str]) -> dict[str, float]:
+    """Per finding: share of (image, finding) pairs with true boxes whose map maximum (`peaks`: Image
+    Index, Finding Label, x, y) lies inside one of them; and the mean over findings."""
+    out: dict[str, float] = {}
+    for f in findings:
+        gt = truth[truth["Finding Label"] == f]
+        if gt.empty:
+            continue
+        mine = peaks[peaks["Finding Label"] == f].merge(gt, on="Image Index", suffixes=("", "_box"))
+        inside = ((mine["x"] >= mine["x_box"]) & (mine["x"] <= mine["x_box"] + mine["w"])
+                  & (mine["y"] >= mine["y_box"]) & (mine["y"] <= mine["y_box"] + mine["h"]))
+        out[f] = float(inside.groupby(mine["Image Index"]).any().sum() / gt["Image Index"].nunique())
+    if out:
+        out["mean"] = float(np.mean(list(out.values())))
+    return out
+
+
+def format_tables(metrics: dict[str, Any]) -> str:
+    """The paper's tables: rows T(IoBB) / T(IoU), columns findings, acc and AFP."""
+    lines = []
+    for measure, title in (("iobb", "T(IoBB)"), ("iou", "T(IoU)")):
+        thresholds = list(metrics[measure])
+        if not thresholds or not metrics[measure][thresholds[0]]:
+            continue
+        names = list(metrics[measure][thresholds[0]])
+        lines.append(f"{title:<9}" + "".join(f"{n[:12]:>13}" for n in names))
+        for t in thresholds:
+            row = metrics[measure][t]
+            lines.append(f"{t:<5}Acc." + "".join(f"{row[n]['acc']:>13.3f}" for n in names))
+            lines.append(f"{'':<5}AFP " + "".join(f"{row[n]['afp']:>13.3f}" for n in names))
+        lines.append("")
+    if metrics.get("pointing"):
+        names = list(metrics["pointing"])
+        lines.append(f"{'Pointing':<9}" + "".join(f"{n[:12]:>13}" for n in names))
+        lines.append(f"{'':<5}Acc." + "".join(f"{metrics['pointing'][n]:>13.3f}" for n in names))
+    return "\n".join(lines)

@@ -3,7 +3,7 @@ pooling (LSE by default) and a prediction layer with one logit per finding.
 
 `forward_features` returns the transition activations (B, D, S, S) and `prediction.weight` holds
 (C, D): their product is a class activation map, which is what the localizer needs. `output_stride`
-16 or 8 dilates the trunk's last stages (torchvision's `replace_stride_with_dilation`) so the map is
+(config.py: 16 by default for a ResNet) 16 or 8 dilates the trunk's last stages (torchvision's `replace_stride_with_dilation`) so the map is
 fine enough to place a small lesion. `trunk_stages` 3 ends a ResNet after its third stage (layer3), as
 the CAM paper cut GoogLeNet after inception4e: at output stride 8 the maps are as fine as a full trunk's
 for about a third of its cost, and its features see less of the whole film, so they stay more local.
@@ -12,27 +12,13 @@ for about a third of its cost, and its features see less of the whole film, so t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torchvision
 from torch import nn
 
-ARCHS = ("resnet50", "resnet18", "densenet121")
-POOLS = ("lse", "max", "avg")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """What builds a model; saved in every checkpoint."""
-
-    arch: str = "resnet50"
-    num_classes: int = 14
-    pool: str = "lse"
-    lse_r: float = 10.0
-    transition_channels: int = 1024
-    output_stride: int = 32
-    trunk_stages: int = 4
+from .choices import ARCHS, POOLS
+from .config import ModelConfig
 
 
 class LSEPool(nn.Module):
@@ -98,6 +84,7 @@ class WeaklySupervisedNet(nn.Module):
         super().__init__()
         if config.pool not in POOLS:
             raise ValueError(f"unknown pool {config.pool!r}; choose one of {', '.join(POOLS)}")
+        config = config.resolved()
         self.config = config
         self.trunk, channels = _trunk(config.arch, config.output_stride, config.trunk_stages)
         self.transition = nn.Sequential(

@@ -1,3 +1,3 @@
 """reportminer: label chest X-ray reports with rules you can read, edit and audit."""
 
-__version__ = "0.1.0"
+from cxrcore import __version__  # noqa: F401  (one version for the distribution)

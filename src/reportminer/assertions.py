@@ -1,38 +1,53 @@
 """Decide whether each mention is asserted, negated or uncertain, and name the rule that decided.
 
 Rules come from the lexicon, highest priority first; the first whose pattern matches around the
-mention decides. A mention no rule matches is positive, with rule id `DEFAULT_RULE`.
+mention decides. A mention no rule matches gets the lexicon's default (labeler.yaml `assertions`:
+positive, rule `pos.default`), and an asserted indirect sign of a finding gets the sign's decision
+(uncertain, `unc.indirect_sign`).
 
 The small parser often reads a list of findings as one noun phrase ("no [pneumothorax or pleural]
 effusions", with pneumothorax a modifier of effusions). So each rule is tried on the mention's head
-and then on the heads of the noun phrases it modifies, climbing `NOUN_PHRASE_LINKS` edges: the
-mention shares the fate of the phrase it sits in.
+and then on the heads of the noun phrases it modifies, climbing the lexicon's `phrase_links` edges:
+the mention shares the fate of the phrase it sits in.
 """
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import networkx as nx
 
-from .lexicon import Rule
-
-DEFAULT_RULE = "pos.default"
-NOUN_PHRASE_LINKS = ("amod", "nmod", "compound", "nn")
+from .lexicon import Lexicon, Rule
 
 
-def phrase_heads(graph: nx.MultiDiGraph, head: int) -> list[int]:
-    """The mention's head, then each noun-phrase head above it along NOUN_PHRASE_LINKS."""
+def phrase_heads(graph: nx.MultiDiGraph, head: int, links: tuple[str, ...]) -> list[int]:
+    """The mention's head, then each noun-phrase head above it along `links` edges."""
     chain = [head]
     while True:
-        ups = [u for u, _, d in graph.in_edges(chain[-1], data="dep") if d in NOUN_PHRASE_LINKS and u not in chain]
+        ups = [u for u, _, d in graph.in_edges(chain[-1], data="dep") if d in links and u not in chain]
         if not ups:
             return chain
         chain.append(min(ups))
 
 
-def assert_mention(graph: nx.MultiDiGraph, head: int, rules: tuple[Rule, ...]) -> tuple[str, str]:
-    """(assertion, rule id) for the mention whose head token is `head`; rules must be priority-sorted."""
-    anchors = phrase_heads(graph, head)
-    for rule in rules:
-        if any(rule.match(graph, anchor) is not None for anchor in anchors):
-            return rule.kind, rule.id
-    return "positive", DEFAULT_RULE
+def matching_rules(graph: nx.MultiDiGraph, head: int, lexicon: Lexicon) -> Iterator[tuple[Rule, int, list[int]]]:
+    """Every rule that matches the mention, highest priority first, with the anchor and tokens it matched."""
+    anchors = phrase_heads(graph, head, lexicon.assertions.phrase_links)
+    for rule in lexicon.rules:
+        for anchor in anchors:
+            tokens = rule.match(graph, anchor)
+            if tokens is not None:
+                yield rule, anchor, tokens
+                break
+
+
+def decide(graph: nx.MultiDiGraph, head: int, lexicon: Lexicon, sign: bool = False) -> tuple[str, str]:
+    """(assertion, rule id) for the mention whose head token is `head`; `sign` for an indirect sign."""
+    found = next(matching_rules(graph, head, lexicon), None)
+    if found is None:
+        kind, rule = lexicon.assertions.default_kind, lexicon.assertions.default_rule
+    else:
+        kind, rule = found[0].kind, found[0].id
+    if sign and kind == "positive":
+        return lexicon.assertions.sign_kind, lexicon.assertions.sign_rule
+    return kind, rule

@@ -10,7 +10,7 @@ from typing import Callable
 
 from spacy.language import Language
 
-from .errors import ReportminerError
+from cxrcore.errors import ToolkitError
 from .mentions import Match
 
 SPAN_KEY = "mentions"
@@ -21,7 +21,7 @@ def negex_decider(nlp: Language) -> Callable[[str, list[Match]], list[tuple[str,
     try:
         import negspacy.negation  # noqa: F401  (registers the "negex" factory)
     except ImportError:
-        raise ReportminerError("the negex baseline needs negspacy: pip install 'chestxray-toolkit[baselines]'") from None
+        raise ToolkitError("the negex baseline needs negspacy: pip install 'chestxray-toolkit[baselines]'") from None
     import spacy
 
     tokenizer_only = spacy.blank(nlp.lang)

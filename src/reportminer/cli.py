@@ -13,11 +13,12 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
                            TextColumn, TimeElapsedColumn)
 from rich.text import Text
 
+from cxrcore.cli import OneLineErrors
+from cxrcore.output import atomic_text
+
 from . import __version__
-from .errors import OneLineErrors
 from .labeler import METHODS
-from .lexicon import load_lexicon
-from .output import atomic_text
+from .lexicon import Lexicon, load_lexicon
 from .parse import DEFAULT_MODEL
 from .readers import read_inputs
 
@@ -59,8 +60,10 @@ def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, lexicon
     from .engine import Settings, fingerprint, make_engine, run_labeling
 
     lex = load_lexicon(lexicon)
-    settings = Settings(lexicon=str(lexicon) if lexicon else None, model=model, method=method)
-    state = fingerprint(list(inputs), settings, lex.digest, chunk_size, evidence is not None, encoding)
+    if lexicon is not None:
+        _require_examples(lex, model)
+    settings = Settings(lexicon=lex, model=model, method=method)
+    state = fingerprint(list(inputs), settings, chunk_size, evidence is not None, encoding)
     meta = {"version": __version__, "lexicon": lex.folder, "lexicon_digest": lex.digest, "parser_package": model,
             "assertions": method, "inputs": [str(p) for p in inputs], "label_columns": lex.label_columns,
             "no_finding": lex.no_finding}
@@ -69,7 +72,7 @@ def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, lexicon
         with _progress(quiet) as progress:
             task = progress.add_task("labeling", total=None)
             outcome = run_labeling(
-                read_inputs(list(inputs), encoding=encoding), output, evidence, settings, meta, lex.label_columns,
+                read_inputs(list(inputs), lex.sections, encoding=encoding), output, evidence, settings, meta, lex.label_columns,
                 runner, state, chunk_size, resume,
                 on_skip=lambda r: err.print(f"skipped {r.source}: {r.reason}", markup=False, soft_wrap=True),
                 on_progress=lambda n: progress.advance(task, n))
@@ -81,6 +84,18 @@ def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, lexicon
               markup=False, soft_wrap=True)
     if outcome.skipped:
         sys.exit(EXIT_SKIPPED)
+
+
+def _require_examples(lexicon: Lexicon, model: str) -> None:
+    """A user's own lexicon is used only when every example in it still behaves as written."""
+    from .errors import LexiconError
+    from .lexicon_check import check_lexicon
+    from .parse import load_model
+
+    _, failures = check_lexicon(lexicon, load_model(model))
+    if failures:
+        raise LexiconError(f"{failures[0]}; run `reportminer check-lexicon {lexicon.folder}` to see all "
+                           f"{len(failures)} problems")
 
 
 class _RateColumn(ProgressColumn):
@@ -153,6 +168,10 @@ def dataset(labels: Path | None, output: Path, manifest: Path | None, nih: Path 
             test_list: Path | None, val_fraction: float, split_fractions: str, seed: int, frontal_only: bool,
             boxes: Path | None, lexicon: Path | None) -> None:
     """Build a dataset (labels + patient-safe split) from LABELS + --manifest, or from --nih."""
+    from cxrcore.boxes import read_boxes, write_boxes
+    from cxrcore.labels import read_labels
+    from cxrcore.splits import SPLITS, patient_splits, split_summary
+
     from . import dataset as ds
 
     if (nih is None) == (labels is None):
@@ -167,9 +186,7 @@ def dataset(labels: Path | None, output: Path, manifest: Path | None, nih: Path 
         frame = ds.read_nih_entries(nih, lex.finding_names, lex.no_finding)
         source = str(nih)
     else:
-        from .stats import load_labels
-
-        _, columns, _ = load_labels(labels)
+        columns = read_labels(labels).label_columns
         frame, dropped = ds.join_manifest(labels, manifest, columns)
         for message in dropped[:5]:
             err.print(f"warning: {message}", markup=False, soft_wrap=True)
@@ -191,19 +208,19 @@ def dataset(labels: Path | None, output: Path, manifest: Path | None, nih: Path 
             raise click.BadParameter(f"{split_fractions!r} is not three numbers such as 0.7,0.1,0.2") from None
         if len(fractions) != 3:
             raise click.BadParameter(f"{split_fractions!r} needs three numbers: train,val,test")
-        frame["split"] = ds.patient_splits(frame, fractions, seed)
+        frame["split"] = patient_splits(frame["patient_id"], fractions, seed)
         method = f"by patient, fractions {split_fractions}, seed {seed}"
-    summary = ds.split_summary(frame)
+    summary = split_summary(frame)
     meta = {"version": __version__, "source": source, "split_method": method, "splits": summary,
             "label_columns": columns, "no_finding": columns[-1], "frontal_only": frontal_only}
     ds.write_dataset(frame, output, columns, meta)
-    parts = "; ".join(f"{s} {summary[s]['images']:,} images / {summary[s]['patients']:,} patients" for s in ds.SPLITS)
+    parts = "; ".join(f"{s} {summary[s]['images']:,} images / {summary[s]['patients']:,} patients" for s in SPLITS)
     err.print(f"{len(frame):,} images, {frame['patient_id'].nunique():,} patients → {output}\n{parts}; "
               f"patients in two splits: {summary['shared_patients']['count']}", markup=False, soft_wrap=True)
     if boxes is not None:
-        table = ds.read_boxes(boxes, lex.finding_names)
+        table = read_boxes(boxes, lex.finding_names)
         target = output.with_name("boxes.csv")
-        ds.write_boxes(table, target)
+        write_boxes(table, target)
         err.print(f"{len(table):,} boxes on {table['Image Index'].nunique():,} images → {target}", markup=False)
 
 
@@ -219,6 +236,45 @@ def stats(labels: Path, out_dir: Path, compare: Path | None) -> None:
 
     written = write_stats(labels, out_dir, compare)
     err.print(f"wrote {', '.join(sorted(written))} → {out_dir}", markup=False, soft_wrap=True)
+
+
+@main.command("check-lexicon")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Installed spaCy pipeline to parse with.")
+def check_lexicon_command(folder: Path, model: str) -> None:
+    """Validate a lexicon FOLDER and run every example in it through the real labeler."""
+    from .lexicon_check import check_lexicon
+    from .parse import load_model
+
+    lex = load_lexicon(folder)
+    count, failures = check_lexicon(lex, load_model(model))
+    for failure in failures:
+        click.echo(str(failure))
+    summary = (f"{folder}: {len(lex.findings)} findings, {len(lex.rules)} rules, {count} examples: "
+               + (f"{len(failures)} do not behave as written" if failures else "every one behaves as written"))
+    if failures:
+        raise click.ClickException(summary)
+    click.echo(summary)
+
+
+@main.command()
+@click.argument("sentence")
+@click.option("--finding", help="Explain only the mentions of this finding.")
+@click.option("--lexicon", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Lexicon folder (default: the one shipped).")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Installed spaCy pipeline to parse with.")
+def explain(sentence: str, finding: str | None, lexicon: Path | None, model: str) -> None:
+    """Show how SENTENCE is labeled: its mentions, the parse around each, every rule that matched, the decision."""
+    from .explain import describe
+    from .labeler import Labeler
+    from .parse import load_model
+
+    lex = load_lexicon(lexicon)
+    if finding is not None and finding not in lex.finding_names:
+        raise click.BadParameter(f"{finding!r} is not a finding of this lexicon ({', '.join(lex.finding_names)})",
+                                 param_hint="--finding")
+    [mentions] = Labeler(lex, load_model(model)).explain([sentence])
+    click.echo(describe(sentence, [m for m in mentions if finding in (None, m.match.finding)], lex))
 
 
 if __name__ == "__main__":

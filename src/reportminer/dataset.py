@@ -16,17 +16,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import InputError
-from .output import ID_COLUMNS, atomic_path, encode_metadata
+from cxrcore.errors import InputError
+from cxrcore.labels import ID_COLUMNS, NIH_SPELLINGS, read_labels
+from cxrcore.output import atomic_path, encode_metadata
+from cxrcore.splits import check_patients, validate_splits
 
-SPLITS = ("train", "val", "test")
 NIH_REQUIRED = ("Image Index", "Finding Labels", "Patient ID")
 NIH_OPTIONAL = {"View Position": "view_position", "Follow-up #": "follow_up", "Patient Age": "patient_age",
                 "Patient Gender": "patient_sex"}
-NIH_SPELLINGS = {"Infiltrate": "Infiltration", "No Finding": "No_Finding"}  # NIH's names → the SPEC's
 MANIFEST_REQUIRED = ("report_id", "image_id")
 FRONTAL_VIEWS = ("PA", "AP")
-BOX_COLUMNS = ["Image Index", "Finding Label", "x", "y", "w", "h"]
 
 
 def _line(row: int) -> int:
@@ -34,9 +33,9 @@ def _line(row: int) -> int:
     return row + 2
 
 
-def _where(frame: pd.DataFrame, pos: int) -> str:
-    """`file:line` of the frame's row at position `pos` (rows keep their source line in `_line`)."""
-    return f"{frame.attrs.get('source', 'labels')}:{frame['_line'].iloc[pos]}"
+def _where(frame: pd.DataFrame):
+    """A function naming the frame's row at position `pos` as `file:line` (rows keep their line in `_line`)."""
+    return lambda pos: f"{frame.attrs.get('source', 'labels')}:{frame['_line'].iloc[pos]}"
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -97,10 +96,9 @@ def join_manifest(labels_path: str | Path, manifest_path: str | Path,
     manifest = _read_csv(manifest_path)
     _require(manifest, manifest_path, MANIFEST_REQUIRED)
     _no_duplicates(manifest["image_id"], manifest_path, "image")
-    labels = pq.read_table(labels_path).to_pandas()
-    missing = [c for c in ["report_id", *label_columns] if c not in labels.columns]
-    if missing:
-        raise InputError(f"{labels_path}: missing column {missing[0]!r}; is this a reportminer labels.parquet?")
+    table = read_labels(labels_path)
+    table.require("report_id", *label_columns)
+    labels = table.frame
     per_report = labels.groupby("report_id", sort=False)[label_columns].first()
     known = manifest["report_id"].isin(per_report.index)
     dropped = [f"{manifest_path}:{_line(i)}: report {r} has no labels in {labels_path}; image {img} left out"
@@ -148,9 +146,9 @@ def official_splits(frame: pd.DataFrame, train_val_list: str | Path, test_list: 
     split = frame["image_id"].map(where)
     if split.isna().any():
         row = int(np.flatnonzero(split.isna().to_numpy())[0])
-        raise InputError(f"{_where(frame, row)}: image {frame['image_id'].iloc[row]} "
+        raise InputError(f"{_where(frame)(row)}: image {frame['image_id'].iloc[row]} "
                          f"is in neither {train_val_list} nor {test_list}")
-    check_patients(frame, split, f"{train_val_list} and {test_list}")
+    check_patients(frame["patient_id"], split, _where(frame), f"{train_val_list} and {test_list}")
     patients = np.array(sorted(frame.loc[split == "train", "patient_id"].unique()))
     rng = np.random.default_rng(seed)
     val_patients = set(rng.permutation(patients)[: int(round(len(patients) * val_fraction))])
@@ -158,79 +156,9 @@ def official_splits(frame: pd.DataFrame, train_val_list: str | Path, test_list: 
     return split
 
 
-def patient_splits(frame: pd.DataFrame, fractions: tuple[float, float, float], seed: int) -> pd.Series:
-    """A seeded split by patient, so that all of a patient's images share one split."""
-    if any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
-        raise InputError(f"split fractions must be non-negative and sum to 1, got {fractions}")
-    patients = np.array(sorted(frame["patient_id"].unique()))
-    shuffled = np.random.default_rng(seed).permutation(patients)
-    cuts = np.cumsum([int(round(f * len(patients))) for f in fractions[:2]])
-    where = {p: SPLITS[int(np.searchsorted(cuts, i, side="right"))] for i, p in enumerate(shuffled)}
-    return frame["patient_id"].map(where)
-
-
 def given_splits(frame: pd.DataFrame) -> pd.Series:
     """The `split` column a manifest brings, checked: known values, no patient in two splits."""
-    split = frame["split"].str.strip().str.lower()
-    bad = ~split.isin(SPLITS)
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(f"{_where(frame, row)}: split {frame['split'].iloc[row]!r} "
-                         f"must be one of {', '.join(SPLITS)}")
-    check_patients(frame, split, "the 'split' column")
-    return split
-
-
-def check_patients(frame: pd.DataFrame, split: pd.Series, given_by: str) -> None:
-    """Fail, naming two rows, if any patient has images in two splits."""
-    if frame["patient_id"].isna().any():
-        row = int(np.flatnonzero(frame["patient_id"].isna().to_numpy())[0])
-        raise InputError(f"{_where(frame, row)}: image {frame['image_id'].iloc[row]} "
-                         f"has no patient_id; patient-level splits need one for every image")
-    groups = pd.DataFrame({"patient": frame["patient_id"].to_numpy(), "split": split.to_numpy()})
-    spread = groups.groupby("patient")["split"].nunique()
-    crossing = spread[spread > 1]
-    if len(crossing):
-        patient = crossing.index[0]
-        rows = groups.index[groups["patient"] == patient]
-        first = rows[0]
-        other = next(r for r in rows if groups["split"][r] != groups["split"][first])
-        raise InputError(f"{_where(frame, other)}: patient {patient} is in '{groups['split'][other]}' here and in "
-                         f"'{groups['split'][first]}' on line {frame['_line'].iloc[first]} "
-                         f"(splits given by {given_by}); {len(crossing)} patients cross splits")
-
-
-def split_summary(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
-    """Images and patients per split, and the number of patients found in more than one split."""
-    out = {s: {"images": int((frame["split"] == s).sum()),
-               "patients": int(frame.loc[frame["split"] == s, "patient_id"].nunique())} for s in SPLITS}
-    out["shared_patients"] = {"count": int((frame.groupby("patient_id")["split"].nunique() > 1).sum())}
-    return out
-
-
-def read_boxes(path: str | Path, findings: list[str]) -> pd.DataFrame:
-    """NIH's BBox_List (odd header with stray empty fields, `Infiltrate`) as a clean NIH-format table."""
-    path = Path(path)
-    try:
-        raw = pd.read_csv(path, header=None, skiprows=1, dtype=str, keep_default_na=False)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read as CSV ({exc})") from None
-    raw = raw.loc[:, [c for c in raw.columns if (raw[c] != "").any()]]
-    if raw.shape[1] != 6:
-        raise InputError(f"{path}: expected 6 fields per row (image, finding, x, y, w, h), found {raw.shape[1]}")
-    raw.columns = BOX_COLUMNS
-    raw["Finding Label"] = raw["Finding Label"].map(lambda n: NIH_SPELLINGS.get(n.strip(), n.strip()))
-    unknown = ~raw["Finding Label"].isin(findings)
-    if unknown.any():
-        row = int(np.flatnonzero(unknown.to_numpy())[0])
-        raise InputError(f"{path}:{_line(row)}: unknown finding {raw['Finding Label'].iloc[row]!r}")
-    for c in ("x", "y", "w", "h"):
-        values = pd.to_numeric(raw[c], errors="coerce")
-        if values.isna().any():
-            row = int(np.flatnonzero(values.isna().to_numpy())[0])
-            raise InputError(f"{path}:{_line(row)}: {c} = {raw[c].iloc[row]!r} is not a number")
-        raw[c] = values
-    return raw
+    return validate_splits(frame["split"], frame["patient_id"], _where(frame), "the 'split' column")
 
 
 def write_dataset(frame: pd.DataFrame, path: str | Path, label_columns: list[str], meta: dict) -> None:
@@ -251,7 +179,3 @@ def write_dataset(frame: pd.DataFrame, path: str | Path, label_columns: list[str
         pq.write_table(pa.table(columns, schema=schema), tmp)
 
 
-def write_boxes(boxes: pd.DataFrame, path: str | Path) -> None:
-    """The clean boxes table as CSV, atomically."""
-    with atomic_path(path) as tmp:
-        boxes.to_csv(tmp, index=False)

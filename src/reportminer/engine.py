@@ -23,10 +23,13 @@ from typing import Any, Callable, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import ReportminerError
+from cxrcore.errors import ToolkitError
+from cxrcore.labels import label_schema
+from cxrcore.output import atomic_path, atomic_text, encode_metadata
+
+from .evidence import MENTION_SCHEMA
 from .labeler import Labeler
-from .lexicon import load_lexicon
-from .output import MENTION_SCHEMA, atomic_path, atomic_text, encode_metadata, label_schema
+from .lexicon import Lexicon
 from .parse import load_model, model_description
 from .readers import Record, Report, Skipped
 
@@ -35,22 +38,31 @@ PARTS_SUFFIX = ".parts"
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything that decides a label: the same settings give the same rows on any worker."""
+    """Everything that decides a label: the same settings give the same rows on any worker.
 
-    lexicon: str | None
+    The lexicon travels as loaded (frozen) data, not as a path: a worker applies exactly the rules
+    whose digest the output records, whatever its disk holds or held when it started."""
+
+    lexicon: Lexicon
     model: str
     method: str
 
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.lexicon.digest, self.model, self.method)
 
-_LABELERS: dict[Settings, Labeler] = {}  # one per worker process, built on first use
+
+_LABELERS: dict[tuple[str, str, str], Labeler] = {}  # per worker process, built on first use
+_LABELER_LIMIT = 4  # a long-lived worker that sees many lexicons keeps only the latest few
 
 
 def labeler_for(settings: Settings) -> Labeler:
     """This process's labeler for `settings` (loading a spaCy model takes a second; do it once)."""
-    if settings not in _LABELERS:
-        lexicon = load_lexicon(settings.lexicon)
-        _LABELERS[settings] = Labeler(lexicon, load_model(settings.model), method=settings.method)
-    return _LABELERS[settings]
+    if settings.key not in _LABELERS:
+        if len(_LABELERS) >= _LABELER_LIMIT:
+            _LABELERS.pop(next(iter(_LABELERS)))
+        _LABELERS[settings.key] = Labeler(settings.lexicon, load_model(settings.model), method=settings.method)
+    return _LABELERS[settings.key]
 
 
 def describe_model(settings: Settings) -> str:
@@ -119,12 +131,12 @@ class DaskEngine:
         try:
             from distributed import Client
         except ImportError:
-            raise ReportminerError("--engine dask needs dask.distributed: pip install 'chestxray-toolkit[dask]'") from None
+            raise ToolkitError("--engine dask needs dask.distributed: pip install 'chestxray-toolkit[dask]'") from None
         self._own = not hasattr(scheduler, "submit")
         try:
             self._client = Client(scheduler, timeout="20s") if self._own else scheduler
         except OSError as exc:
-            raise ReportminerError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
+            raise ToolkitError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
         self.workers = max(1, sum(w.get("nthreads", 1) for w in self._client.scheduler_info()["workers"].values()))
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -144,7 +156,7 @@ def make_engine(engine: str, workers: int, scheduler: Any = None) -> InlineEngin
     """`local` with `workers` processes (1: in this process), or `dask` on `scheduler`."""
     if engine == "dask":
         if scheduler is None:
-            raise ReportminerError("--engine dask needs --scheduler ADDRESS (e.g. tcp://scheduler-host:8786)")
+            raise ToolkitError("--engine dask needs --scheduler ADDRESS (e.g. tcp://scheduler-host:8786)")
         return DaskEngine(scheduler)
     return InlineEngine() if workers <= 1 else ProcessEngine(workers)
 
@@ -164,15 +176,14 @@ def parts_folder(output: Path) -> Path:
     return output.with_name(f".{output.name}{PARTS_SUFFIX}")
 
 
-def fingerprint(inputs: list[Path], settings: Settings, lexicon_digest: str, chunk_size: int,
-                evidence: bool, encoding: str) -> str:
+def fingerprint(inputs: list[Path], settings: Settings, chunk_size: int, evidence: bool, encoding: str) -> str:
     """What must match for a resumed run to continue an earlier one: inputs (size, time), settings."""
     files = []
     for root in inputs:
         paths = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
         files += [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
-    state = {"files": files, "settings": asdict(settings), "lexicon": lexicon_digest, "chunk_size": chunk_size,
-             "evidence": evidence, "encoding": encoding}
+    state = {"files": files, "settings": list(settings.key), "chunk_size": chunk_size, "evidence": evidence,
+             "encoding": encoding}
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
 
@@ -184,7 +195,7 @@ def run_labeling(records: Iterable[Record], output: Path, evidence: Path | None,
     try:
         return _run(records, parts, output, evidence, settings, meta, label_columns, engine, chunk_size,
                     on_skip, on_progress)
-    except ReportminerError:
+    except ToolkitError:
         # Bad input or settings: the parts cannot be resumed (fixing the input changes the fingerprint).
         # A killed or crashed run keeps them for --resume.
         shutil.rmtree(parts, ignore_errors=True)
@@ -224,9 +235,9 @@ def _prepare_parts(output: Path, state: str, resume: bool) -> Path:
     state_file = parts / "state.json"
     if parts.exists():
         if not resume:
-            raise ReportminerError(f"{parts} holds an unfinished run; pass --resume to continue it, or delete the folder")
+            raise ToolkitError(f"{parts} holds an unfinished run; pass --resume to continue it, or delete the folder")
         if not state_file.exists() or json.loads(state_file.read_text())["fingerprint"] != state:
-            raise ReportminerError(f"{parts} was made from other inputs or settings; delete it to start afresh")
+            raise ToolkitError(f"{parts} was made from other inputs or settings; delete it to start afresh")
         return parts
     parts.mkdir(parents=True)
     atomic_text(state_file, json.dumps({"fingerprint": state}))

@@ -1,32 +1,13 @@
-"""Errors a user can act on: each names the file (and row or rule) and says what to do."""
+"""The labeler's own errors; like every `ToolkitError`, each is printed as one line naming file and fix."""
 
 from __future__ import annotations
 
-import click
+from cxrcore.errors import ToolkitError
 
 
-class ReportminerError(Exception):
-    """Base class: the message is printed as one line by the CLI."""
-
-
-class LexiconError(ReportminerError):
+class LexiconError(ToolkitError):
     """A lexicon or rule file breaks its schema; the message is `file:line: id -> field: problem`."""
 
 
-class PatternError(ReportminerError):
+class PatternError(ToolkitError):
     """A graph pattern cannot be parsed; the message shows the pattern and the bad position."""
-
-
-class InputError(ReportminerError):
-    """An input file or table cannot be used at all (not one bad report: those are skipped)."""
-
-
-class OneLineErrors(click.Group):
-    """A click group (both CLIs use it) that prints the library's errors as one line, exit status 1, no
-    traceback. It lives here, not in the CLI modules, so `classifier` starts without loading spaCy."""
-
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
-        try:
-            return super().invoke(ctx)
-        except ReportminerError as exc:
-            raise click.ClickException(str(exc)) from None

@@ -13,15 +13,16 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from .errors import InputError
+from cxrcore.errors import InputError
+from cxrcore.labels import read_labels
 
 
 def load_pair(labels: str | Path, gold: str | Path, uncertain: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str], int]:
     """Predicted 0/1 and gold 0/1 frames indexed by report_id, the findings both files have, and the
     number of gold reports with no row in the labels (scored as all negative)."""
-    pred = pq.read_table(labels).to_pandas()
-    if "report_id" not in pred.columns:
-        raise InputError(f"{labels}: missing column 'report_id'; is this a reportminer labels.parquet?")
+    table = read_labels(labels)
+    table.require("report_id")
+    pred = table.frame
     try:
         truth = pd.read_csv(gold, dtype={"report_id": str})
     except (OSError, ValueError, UnicodeDecodeError) as exc:

@@ -4,8 +4,8 @@ Only sentences that name a finding are parsed, and each distinct sentence is dec
 repeat sentences heavily), so the parser's cost grows with the vocabulary of findings, not with
 the archive.
 
-Before parsing, each mention found by a synonym is replaced by a plain noun (`MASK_SINGULAR` or
-`MASK_PLURAL`): the small parser reads "no parenchymal infiltrates" as a verb phrase and lists of
+Before parsing, each mention found by a synonym is replaced by a plain noun (labeler.yaml
+`parse.mask`): the small parser reads "no parenchymal infiltrates" as a verb phrase and lists of
 rare medical words as compounds, but parses "no parenchymal opacities" and "no nodules, masses or
 opacities" correctly. Mentions found by a lexicon *pattern* ("the heart is not enlarged") keep their
 words, since the pattern may contain the cue itself.
@@ -20,18 +20,15 @@ import networkx as nx
 from spacy.language import Language
 
 from .aggregate import aggregate
-from .assertions import assert_mention
-from .lexicon import Lexicon
+from .assertions import decide, matching_rules
+from .lexicon import Lexicon, ParseSettings, Rule
 from .mentions import Match, MentionFinder
 from .parse import parse_sentences, sentence_graph
 from .readers import Report
 from .sections import normalise, select_sections, split_sentences
 
 METHODS = ("rules", "keyword", "negex")
-MASK_SINGULAR, MASK_PLURAL = "opacity", "opacities"
 CACHE_LIMIT = 200_000  # distinct sentences remembered; the cache starts afresh past this, to bound memory
-NORMAL_RULE = "normal.phrase"
-SIGN_RULE = "unc.indirect_sign"  # a positive mention of a finding's sign (lexicon `signs`)
 
 
 @dataclass(frozen=True)
@@ -60,6 +57,19 @@ class Labeled:
 
 # A sentence's decisions: (finding, start, end, assertion, rule) with offsets inside the sentence.
 Decision = tuple[str, int, int, str, str]
+
+
+@dataclass
+class Explanation:
+    """How one mention of a sentence was decided: what was parsed, every rule that matched, the decision."""
+
+    match: Match
+    parsed: str  # the sentence as the parser saw it (placeholders replaced, mentions masked)
+    graph: nx.MultiDiGraph
+    head: int
+    matched: list[tuple[Rule, int, list[int]]]  # (rule, anchor token, matched tokens), highest priority first
+    assertion: str
+    rule: str
 
 
 class Labeler:
@@ -121,7 +131,8 @@ class Labeler:
         needing_parse = []
         for sentence in sentences:
             matches = self.finder.find(sentence)
-            normal = [(m.finding, m.start, m.end, "positive", NORMAL_RULE) for m in self.finder.find_normal(sentence)]
+            normal = [(m.finding, m.start, m.end, "positive", self.lexicon.normal_rule)
+                      for m in self.finder.find_normal(sentence)]
             if not matches:
                 self._cache[sentence] = normal
             elif self.method == "keyword":
@@ -130,28 +141,37 @@ class Labeler:
                 self._cache[sentence] = self._negex(sentence, matches) + normal
             else:
                 needing_parse.append((sentence, matches, normal))
-        parsed = parse_mentions(self.nlp, [(s, matches) for s, matches, _ in needing_parse], self.batch_size)
+        parsed = parse_mentions(self.nlp, [(s, matches) for s, matches, _ in needing_parse], self.lexicon.parse,
+                                self.batch_size)
         for (sentence, matches, normal), (graph, heads) in zip(needing_parse, parsed):
-            decisions = []
-            for m, head in zip(matches, heads):
-                assertion, rule = assert_mention(graph, head, self.lexicon.rules)
-                if m.sign and assertion == "positive":
-                    assertion, rule = "uncertain", SIGN_RULE
-                decisions.append((m.finding, m.start, m.end, assertion, rule))
+            decisions = [(m.finding, m.start, m.end, *decide(graph, head, self.lexicon, m.sign))
+                         for m, head in zip(matches, heads)]
             self._cache[sentence] = decisions + normal
 
 
-def parse_mentions(nlp: Language, items: list[tuple[str, list[Match]]],
+    def explain(self, sentences: list[str]) -> list[list[Explanation]]:
+        """For each sentence, each mention with the rules that matched it and the decision the labeler makes
+        (the same `decide` as labeling: an explanation never disagrees with a label)."""
+        items = [(text, self.finder.find(text)) for text in (normalise(s, self.lexicon.placeholders) for s in sentences)]
+        out = []
+        for (text, matches), (graph, heads) in zip(items, parse_mentions(self.nlp, items, self.lexicon.parse)):
+            parsed = mask_mentions(text, matches, self.lexicon.parse)[0]
+            out.append([Explanation(m, parsed, graph, head, list(matching_rules(graph, head, self.lexicon)),
+                                    *decide(graph, head, self.lexicon, m.sign)) for m, head in zip(matches, heads)])
+        return out
+
+
+def parse_mentions(nlp: Language, items: list[tuple[str, list[Match]]], settings: ParseSettings,
                    batch_size: int = 256) -> Iterator[tuple[nx.MultiDiGraph, list[int]]]:
     """For each (sentence, mentions): the masked sentence's graph and each mention's head token."""
-    masked = [mask_mentions(sentence, matches) for sentence, matches in items]
+    masked = [mask_mentions(sentence, matches, settings) for sentence, matches in items]
     docs = parse_sentences(nlp, (text for text, _ in masked), batch_size)
     for (_, spans), doc in zip(masked, docs):
         heads = [doc.char_span(a, b, alignment_mode="expand").root.i for a, b in spans]
-        yield sentence_graph(doc), heads
+        yield sentence_graph(doc, settings), heads
 
 
-def mask_mentions(sentence: str, matches: list[Match]) -> tuple[str, list[tuple[int, int]]]:
+def mask_mentions(sentence: str, matches: list[Match], settings: ParseSettings) -> tuple[str, list[tuple[int, int]]]:
     """The sentence with each synonym mention replaced by a plain noun, and each mention's new span.
 
     Overlapping mentions share one replacement; pattern mentions (`Match.masked` false) are kept.
@@ -173,7 +193,7 @@ def mask_mentions(sentence: str, matches: list[Match]) -> tuple[str, list[tuple[
         pieces.append(sentence[pos:start])
         out_len += start - pos
         if all(matches[i].maskable for i in group):
-            word = MASK_PLURAL if _plural(sentence[start:end]) else MASK_SINGULAR
+            word = settings.mask_plural if _plural(sentence[start:end], settings) else settings.mask_singular
         else:
             word = sentence[start:end]
         for i in group:
@@ -193,6 +213,6 @@ def mask_mentions(sentence: str, matches: list[Match]) -> tuple[str, list[tuple[
     return "".join(pieces), spans
 
 
-def _plural(text: str) -> bool:
+def _plural(text: str, settings: ParseSettings) -> bool:
     word = text.lower().split()[-1] if text.split() else text.lower()
-    return word.endswith("s") and not word.endswith(("is", "ss", "us", "xs"))
+    return word.endswith(settings.plural_endings) and not word.endswith(settings.singular_endings)

@@ -34,7 +34,10 @@ class Finding:
     synonyms: tuple[str, ...]
     patterns: tuple[str, ...]
     exclusions: tuple[str, ...]
-    signs: tuple[str, ...] = ()  # indirect signs: a positive one makes the finding only uncertain
+    signs: tuple[str, ...]  # indirect signs: a positive one makes the finding only uncertain
+    should_find: tuple[str, ...]  # example sentences in which the [bracketed] words name this finding
+    should_not_find: tuple[str, ...]  # example sentences in which nothing names it
+    source: str  # file:line, for messages
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,46 @@ class Placeholder:
 
 
 @dataclass(frozen=True)
+class Example:
+    """A sentence whose [bracketed] mention the whole labeler must decide as `kind` (by `rule`, if given)."""
+
+    sentence: str
+    kind: str
+    rule: str | None
+    source: str  # file:line, for messages
+
+
+@dataclass(frozen=True)
+class ParseSettings:
+    """How a sentence is masked and its lists are joined before the rules see it (labeler.yaml `parse`)."""
+
+    mask_singular: str
+    mask_plural: str
+    plural_endings: tuple[str, ...]
+    singular_endings: tuple[str, ...]
+    list_links: tuple[str, ...]
+    shared_dependents: tuple[str, ...]
+    clause_heads: tuple[str, ...]
+    sibling_relations: tuple[str, ...]
+    list_breakers: tuple[str, ...]
+    examples: tuple[Example, ...]
+
+
+@dataclass(frozen=True)
+class AssertionSettings:
+    """What no rule decides (labeler.yaml `assertions`): the default, a sign's assertion, phrase links."""
+
+    default_kind: str
+    default_rule: str
+    sign_kind: str
+    sign_rule: str
+    phrase_links: tuple[str, ...]
+    examples: tuple[Example, ...]
+
+
+@dataclass(frozen=True)
 class Lexicon:
-    """Everything the labeler reads from the lexicon folder."""
+    """Everything the labeler reads from the lexicon folder; frozen, so workers get exactly these rules."""
 
     findings: tuple[Finding, ...]
     rules: tuple[Rule, ...]
@@ -76,7 +117,10 @@ class Lexicon:
     precedence: tuple[str, ...]
     placeholders: tuple[Placeholder, ...]
     normal_phrases: tuple[str, ...]
+    normal_rule: str
     no_finding: str
+    parse: ParseSettings
+    assertions: AssertionSettings
     digest: str
     folder: str
 
@@ -113,7 +157,9 @@ def load_lexicon(folder: str | Path | None = None) -> Lexicon:
     rules: list[Rule] = []
     for path in rule_files:
         rules.extend(_load_rules(path))
-    seen: dict[str, str] = {}
+    seen = {settings["normal_rule"]: f"{settings_file} (normal)",
+            settings["assertions"].default_rule: f"{settings_file} (assertions.default)",
+            settings["assertions"].sign_rule: f"{settings_file} (assertions.sign)"}
     for rule in rules:
         if rule.id in seen:
             raise LexiconError(f"{rule.source}: {rule.id} -> id: already defined at {seen[rule.id]}")
@@ -208,7 +254,7 @@ def _load_findings(path: Path) -> list[Finding]:
         if not isinstance(entry, dict):
             raise LexiconError(f"{path}: findings[{n}] must be a mapping with name and synonyms")
         check = _Checker(path, entry, f"findings[{n}]")
-        check.unknown({"name", "synonyms", "patterns", "exclusions", "signs", "note"})
+        check.unknown({"name", "synonyms", "patterns", "exclusions", "signs", "examples", "note"})
         name = check.string("name")
         check = _Checker(path, entry, name)
         if not FINDING_NAME.match(name):
@@ -222,16 +268,38 @@ def _load_findings(path: Path) -> list[Finding]:
                 re.compile(pattern)
             except re.error as exc:
                 raise check.fail("patterns", f"{pattern!r} is not a valid regular expression ({exc})") from None
+        match, no_match = _examples(path, entry, name, bracketed_no_match=False)
         out.append(Finding(name=name, synonyms=tuple(s.lower() for s in synonyms), patterns=patterns,
                            exclusions=tuple(s.lower() for s in check.strings("exclusions")),
-                           signs=tuple(s.lower() for s in check.strings("signs"))))
+                           signs=tuple(s.lower() for s in check.strings("signs")), should_find=match,
+                           should_not_find=no_match, source=f"{path}:{entry['__line__']}"))
     return out
+
+
+def _examples(path: Path, entry: dict[str, Any], ident: str, bracketed_no_match: bool = True,
+              ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`examples: {match: [...], no_match: [...]}`: match sentences mark one mention in [brackets]."""
+    check = _Checker(path, entry, ident)
+    examples = entry.get("examples")
+    if not isinstance(examples, dict):
+        raise check.fail("examples", "needs 'match' (and ideally 'no_match') sentences with the mention in [brackets]")
+    ex = _Checker(path, examples, ident)
+    ex.unknown({"match", "no_match"})
+    match, no_match = ex.strings("match", required=True), ex.strings("no_match")
+    for sentence in match + (no_match if bracketed_no_match else ()):
+        if not _one_bracket(sentence):
+            raise check.fail("examples", f"{sentence!r} must mark exactly one mention in [brackets]")
+    return match, no_match
+
+
+def _one_bracket(sentence: str) -> bool:
+    return sentence.count("[") == 1 and sentence.count("]") == 1 and sentence.index("[") < sentence.index("]")
 
 
 def _load_settings(path: Path) -> dict[str, Any]:
     data = _read_yaml(path)
     check = _Checker(path, data, "settings")
-    check.unknown({"sections", "precedence", "placeholders", "normal", "no_finding"})
+    check.unknown({"sections", "precedence", "placeholders", "normal", "no_finding", "assertions", "parse"})
     sections = tuple(s.upper() for s in check.strings("sections", required=True))
     precedence = check.strings("precedence", required=True)
     if sorted(precedence) != sorted(ASSERTIONS):
@@ -246,17 +314,92 @@ def _load_settings(path: Path) -> dict[str, Any]:
         if len(replacement) > len(token):
             raise sub.fail("replacement", f"{replacement!r} is longer than {token!r}; offsets must not move")
         placeholders.append(Placeholder(token=token, replacement=replacement))
-    normal = data.get("normal") or {}
-    if not isinstance(normal, dict):
-        raise check.fail("normal", "must be a mapping with a 'phrases' list")
-    phrases = _Checker(path, normal, "normal").strings("phrases")
+    normal = _mapping(check, data, "normal")
+    normal_check = _Checker(path, normal, "normal")
+    normal_check.unknown({"rule", "phrases"})
     return {
         "sections": sections,
         "precedence": precedence,
         "placeholders": tuple(placeholders),
-        "normal_phrases": tuple(p.lower() for p in phrases),
+        "normal_phrases": tuple(p.lower() for p in normal_check.strings("phrases")),
+        "normal_rule": _rule_id(normal_check, "rule"),
         "no_finding": check.string("no_finding"),
+        "assertions": _assertion_settings(path, _mapping(check, data, "assertions")),
+        "parse": _parse_settings(path, _mapping(check, data, "parse")),
     }
+
+
+def _mapping(check: _Checker, data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    if not isinstance(value, dict):
+        raise check.fail(key, "required mapping is missing" if value is None else "must be a mapping (key: value)")
+    return value
+
+
+def _rule_id(check: _Checker, key: str) -> str:
+    value = check.string(key)
+    if not RULE_ID.match(value):
+        raise check.fail(key, f"{value!r} must look like pos.default (lower case, dot-separated)")
+    return value
+
+
+def _kind(check: _Checker, key: str = "kind") -> str:
+    kind = check.string(key)
+    if kind not in ASSERTIONS:
+        raise check.fail(key, f"{kind!r} must be one of {', '.join(ASSERTIONS)}")
+    return kind
+
+
+def _decision(path: Path, parent: _Checker, block: dict[str, Any], key: str) -> tuple[str, str]:
+    """A {kind, rule} mapping: what a mention gets, and the rule id recorded for it."""
+    sub = _Checker(path, _mapping(parent, block, key), key)
+    sub.unknown({"kind", "rule"})
+    return _kind(sub), _rule_id(sub, "rule")
+
+
+def _settings_examples(path: Path, block: dict[str, Any], ident: str) -> tuple[Example, ...]:
+    check = _Checker(path, block, ident)
+    entries = block.get("examples")
+    if not isinstance(entries, list) or not entries:
+        raise check.fail("examples", "needs a list of {sentence, kind, rule} entries showing these settings at work")
+    out = []
+    for n, item in enumerate(entries, 1):
+        if not isinstance(item, dict):
+            raise check.fail("examples", f"entry {n} must be a mapping with sentence, kind and optional rule")
+        sub = _Checker(path, item, f"{ident}.examples[{n}]")
+        sub.unknown({"sentence", "kind", "rule"})
+        sentence = sub.string("sentence")
+        if not _one_bracket(sentence):
+            raise sub.fail("sentence", f"{sentence!r} must mark exactly one mention in [brackets]")
+        rule = _rule_id(sub, "rule") if item.get("rule") is not None else None
+        out.append(Example(sentence, _kind(sub), rule, f"{path}:{item['__line__']}"))
+    return tuple(out)
+
+
+def _assertion_settings(path: Path, block: dict[str, Any]) -> AssertionSettings:
+    check = _Checker(path, block, "assertions")
+    check.unknown({"default", "sign", "phrase_links", "examples"})
+    default_kind, default_rule = _decision(path, check, block, "default")
+    sign_kind, sign_rule = _decision(path, check, block, "sign")
+    return AssertionSettings(default_kind=default_kind, default_rule=default_rule, sign_kind=sign_kind,
+                             sign_rule=sign_rule, phrase_links=check.strings("phrase_links"),
+                             examples=_settings_examples(path, block, "assertions"))
+
+
+def _parse_settings(path: Path, block: dict[str, Any]) -> ParseSettings:
+    check = _Checker(path, block, "parse")
+    check.unknown({"mask", "lists", "examples"})
+    mask = _Checker(path, _mapping(check, block, "mask"), "parse.mask")
+    mask.unknown({"singular", "plural", "plural_endings", "singular_endings"})
+    lists = _Checker(path, _mapping(check, block, "lists"), "parse.lists")
+    lists.unknown({"links", "shared_dependents", "clause_heads", "sibling_relations", "breakers"})
+    return ParseSettings(
+        mask_singular=mask.string("singular"), mask_plural=mask.string("plural"),
+        plural_endings=mask.strings("plural_endings", required=True), singular_endings=mask.strings("singular_endings"),
+        list_links=lists.strings("links", required=True), shared_dependents=lists.strings("shared_dependents"),
+        clause_heads=lists.strings("clause_heads"), sibling_relations=lists.strings("sibling_relations"),
+        list_breakers=tuple(w.lower() for w in lists.strings("breakers")),
+        examples=_settings_examples(path, block, "parse"))
 
 
 def _load_rules(path: Path) -> list[Rule]:
@@ -274,9 +417,7 @@ def _load_rules(path: Path) -> list[Rule]:
         check.unknown({"id", "kind", "priority", "pattern", "examples", "note"})
         if not RULE_ID.match(rule_id):
             raise check.fail("id", "must look like neg.no_evidence_of (lower case, dot-separated)")
-        kind = check.string("kind")
-        if kind not in ASSERTIONS:
-            raise check.fail("kind", f"{kind!r} must be one of {', '.join(ASSERTIONS)}")
+        kind = _kind(check)
         priority = entry.get("priority")
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise check.fail("priority", f"must be an integer (higher wins), got {priority!r}")
@@ -286,15 +427,7 @@ def _load_rules(path: Path) -> list[Rule]:
             patterns = tuple(parse_pattern(s) for s in sources)
         except PatternError as exc:
             raise check.fail("pattern", str(exc)) from None
-        examples = entry.get("examples")
-        if not isinstance(examples, dict):
-            raise check.fail("examples", "needs 'match' (and ideally 'no_match') sentences with the mention in [brackets]")
-        ex = _Checker(path, examples, rule_id)
-        ex.unknown({"match", "no_match"})
-        match, no_match = ex.strings("match", required=True), ex.strings("no_match")
-        for sentence in match + no_match:
-            if sentence.count("[") != 1 or sentence.count("]") != 1 or sentence.index("[") > sentence.index("]"):
-                raise check.fail("examples", f"{sentence!r} must mark exactly one mention in [brackets]")
+        match, no_match = _examples(path, entry, rule_id)
         out.append(Rule(id=rule_id, kind=kind, priority=priority, patterns=patterns, should_match=match,
                         should_not_match=no_match, source=f"{path}:{entry['__line__']}"))
     return out

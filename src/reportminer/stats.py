@@ -6,39 +6,19 @@ Counts treat 1 as positive; -1 (uncertain), 0 (negative) and null (not mentioned
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import networkx as nx
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.metrics import cohen_kappa_score
 
-matplotlib.use("Agg")  # files only; no display is needed or wanted
-import matplotlib.pyplot as plt  # noqa: E402
-import networkx as nx  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from sklearn.metrics import cohen_kappa_score  # noqa: E402
-
-from .dataset import SPLITS  # noqa: E402
-from .errors import InputError  # noqa: E402
-from .output import atomic_path, atomic_text, read_metadata  # noqa: E402
-
-
-def load_labels(path: str | Path) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
-    """The table, its finding columns (No_Finding last) and its reportminer metadata."""
-    try:
-        frame = pq.read_table(path).to_pandas()
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read as Parquet ({exc})") from None
-    meta = read_metadata(path)
-    if "label_columns" in meta:
-        columns = json.loads(meta["label_columns"])
-    else:
-        columns = [c for c in frame.columns if str(frame[c].dtype) in ("int8", "Int8")]
-    if not columns or any(c not in frame.columns for c in columns):
-        raise InputError(f"{path}: no label columns found; is this a reportminer labels.parquet?")
-    return frame, columns, meta
+from cxrcore.labels import read_labels
+from cxrcore.output import atomic_path, atomic_text
+from cxrcore.splits import SPLITS
 
 
 def split_groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -114,13 +94,14 @@ def plot_cooccurrence(table: pd.DataFrame, path: str | Path) -> None:
             if table.loc[a, b] > 0:
                 graph.add_edge(a, b, weight=int(table.loc[a, b]))
     pos = nx.circular_layout(graph)
-    fig, ax = plt.subplots(figsize=(9, 9))
+    fig = Figure(figsize=(9, 9))
+    ax = fig.subplots()
     top = max([d["weight"] for *_, d in graph.edges(data=True)] or [1])
     biggest = max([graph.nodes[n]["count"] for n in names] or [1]) or 1
     for u, v, d in sorted(graph.edges(data=True), key=lambda e: e[2]["weight"]):
         share = d["weight"] / top
         nx.draw_networkx_edges(graph, pos, edgelist=[(u, v)], width=0.5 + 9 * share, alpha=0.15 + 0.75 * share,
-                               edge_color=[plt.cm.viridis(share)], ax=ax)
+                               edge_color=[matplotlib.colormaps["viridis"](share)], ax=ax)
     sizes = [300 + 2700 * graph.nodes[n]["count"] / biggest for n in names]
     nx.draw_networkx_nodes(graph, pos, node_size=sizes, node_color="#d95f02", alpha=0.9, ax=ax)
     for n, (x, y) in pos.items():
@@ -136,7 +117,8 @@ def plot_counts(table: pd.DataFrame, path: str | Path) -> None:
     """Positive images per finding, one bar per split."""
     data = table[table["split"] != "all"] if (table["split"] != "all").any() else table
     pivot = data.pivot_table(index="label", columns="split", values="positive", sort=False)
-    fig, ax = plt.subplots(figsize=(10, 0.45 * len(pivot) + 1.5))
+    fig = Figure(figsize=(10, 0.45 * len(pivot) + 1.5))
+    ax = fig.subplots()
     pivot.iloc[::-1].plot.barh(ax=ax, width=0.8)
     ax.set_xlabel("positive images")
     ax.set_ylabel("")
@@ -145,11 +127,10 @@ def plot_counts(table: pd.DataFrame, path: str | Path) -> None:
     _save(fig, path)
 
 
-def _save(fig: plt.Figure, path: str | Path) -> None:
+def _save(fig: Figure, path: str | Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
 
 
 def dataset_card(path: Path, frame: pd.DataFrame, columns: list[str], meta: dict[str, str],
@@ -189,15 +170,17 @@ def dataset_card(path: Path, frame: pd.DataFrame, columns: list[str], meta: dict
 def write_stats(labels: str | Path, out_dir: str | Path, compare: str | Path | None = None) -> dict[str, Any]:
     """Every statistic and picture for `labels` into `out_dir`; returns the paths written."""
     labels, out = Path(labels), Path(out_dir)
-    frame, columns, meta = load_labels(labels)
-    findings = [c for c in columns if c != meta.get("no_finding", "No_Finding")]
+    table = read_labels(labels)
+    frame, columns, meta, findings = table.frame, table.label_columns, table.meta, table.findings
+    if table.split is not None:
+        frame = frame.assign(split=table.split.to_numpy())
     count_table = counts(frame, columns)
     co = cooccurrence(frame, findings)
     agree = None
     if compare is not None:
-        other, other_columns, _ = load_labels(compare)
-        shared = [f for f in findings if f in other_columns]
-        agree = agreement(frame, other, shared)
+        other = read_labels(compare)
+        shared = [f for f in findings if f in other.label_columns]
+        agree = agreement(frame, other.frame, shared)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, table, index in (("counts.csv", count_table, False), ("multilabel.csv", multilabel(frame, findings), False),

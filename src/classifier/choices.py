@@ -1,0 +1,8 @@
+"""The names a user can choose on the command line, importable without torch (for `--help` and checks)."""
+
+ARCHS = ("resnet50", "resnet18", "densenet121")
+POOLS = ("lse", "max", "avg")
+LOSSES = ("weighted", "bce")
+UNCERTAIN_POLICIES = ("ignore", "ones", "zeros")
+HEATMAPS = ("cam", "gradcam")
+DEVICES = ("auto", "cpu", "cuda")

@@ -1,0 +1,50 @@
+"""A run as a ready network: build a model from a config, restore one from a checkpoint, load a run."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from cxrcore.errors import InputError
+from cxrcore.runs import checkpoint_path
+
+from .checkpoint import load_checkpoint, load_state_dict
+from .config import ModelConfig, TrainConfig
+from .models import WeaklySupervisedNet
+
+
+def build_model(config: TrainConfig, num_classes: int, weights: Path | None,
+                say: Callable[[str], None]) -> tuple[WeaklySupervisedNet, TrainConfig]:
+    """A new network for `num_classes` findings, and the config that records how it was built (the
+    architecture's default stride resolved). `weights`: a torchvision state dict for the trunk."""
+    try:
+        model = WeaklySupervisedNet(replace(config.model, num_classes=num_classes))
+    except ValueError as exc:  # a combination of options the architecture cannot build
+        raise InputError(str(exc)) from None
+    if weights is None:
+        say(f"{model.config.arch}: starting from random weights (give --weights for a torchvision state dict)")
+    else:
+        loaded, missing = model.load_trunk_weights(load_state_dict(weights))
+        say(f"{model.config.arch}: loaded {loaded} trunk tensors from {weights}"
+            + (f"; {len(missing)} not found there (e.g. {missing[0]})" if missing else ""))
+        if loaded == 0:
+            raise InputError(f"{weights}: no tensor matches a {model.config.arch} trunk; is it the right architecture?")
+    return model, replace(config, model=model.config)
+
+
+def model_from_state(state: dict[str, Any], device: torch.device) -> WeaklySupervisedNet:
+    """The network a checkpoint describes, with its weights, in eval mode on `device`."""
+    model = WeaklySupervisedNet(ModelConfig(**state["config"]["model"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
+
+
+def load_run(run_dir: Path, device: torch.device) -> tuple[WeaklySupervisedNet, TrainConfig, list[str], dict]:
+    """The best (else last) checkpoint of a run, as a ready model, its config, findings and origin."""
+    path = checkpoint_path(run_dir)
+    state = load_checkpoint(path)
+    config = TrainConfig.from_dict(state["config"])
+    return model_from_state(state, device), config, state["findings"], {"checkpoint": str(path), "epoch": state["epoch"]}
