@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from reportminer.cli import main
 from reportminer.engine import parts_folder
-from reportminer.readers import Report, Skipped, read_inputs
+from reportminer.readers import ReadSettings, Report, Skipped, read_inputs
 
 from conftest import SAMPLES
 
@@ -133,7 +133,7 @@ def test_table_rows_of_one_report_must_be_adjacent(tmp_path):
             {"report_id": "r2", "text": "Small pneumothorax.", "image_id": "b"},
             {"report_id": "r1", "text": "No effusion.", "image_id": "c"}]
     pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
-    records = list(read_inputs([tmp_path / "t.csv"], ("FINDINGS", "IMPRESSION")))
+    records = list(read_inputs([tmp_path / "t.csv"], ReadSettings()))
     assert [r.report_id for r in records if isinstance(r, Report)] == ["r1", "r2"]
     [skip] = [r for r in records if isinstance(r, Skipped)]
     assert skip.source.endswith("t.csv:4")

@@ -5,7 +5,7 @@ import csv
 import pytest
 
 from reportminer.aggregate import aggregate
-from reportminer.readers import Report, read_inputs
+from reportminer.readers import ReadSettings, Report, read_inputs
 
 from conftest import SAMPLES
 
@@ -14,7 +14,7 @@ EXPECTED = list(csv.DictReader((SAMPLES / "expected.csv").open()))
 
 @pytest.fixture(scope="module")
 def sample_labels(labeler):
-    reports = list(read_inputs([SAMPLES / "reports"], labeler.lexicon.sections))
+    reports = list(read_inputs([SAMPLES / "reports"], ReadSettings(labeler.lexicon.sections)))
     return {done.report.report_id: done for done in labeler.label(reports)}
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from cxrcore.errors import InputError
-from reportminer.readers import Report, Skipped, read_inputs
+from reportminer.readers import ReadSettings, Report, Skipped, read_inputs
 from reportminer.sections import normalise, select_sections, split_sentences
 
 from conftest import write_bad_reports
@@ -21,7 +21,7 @@ XML = """<?xml version="1.0" encoding="utf-8"?>
 
 
 def records(*paths, **kw):
-    return list(read_inputs(list(paths), ("FINDINGS", "IMPRESSION"), **kw))
+    return list(read_inputs(list(paths), ReadSettings(**kw)))
 
 
 def test_openi_xml_gives_id_sections_and_images(tmp_path):
@@ -99,5 +99,5 @@ def test_placeholders_keep_offsets_and_sentences_split():
     norm = normalise(text, (Placeholder("x-XXXX", "x-ray"), Placeholder("XXXX", "sign")))
     assert len(norm) == len(text)
     assert norm.startswith("There are no sign of effusion. Normal chest x-ray .")
-    assert [text[a:b] for a, b in split_sentences(norm, 0, len(norm))] == \
+    assert [text[a:b] for a, b in split_sentences(norm, 0, len(norm), 1000)] == \
            ["There are no XXXX of effusion.", "Normal chest x-XXXX.", "Stable."]

@@ -56,4 +56,8 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: not a state dict (a mapping of names to tensors)")
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise CheckpointError(f"{path}: tensor {bad!r} holds NaN or infinite values; these weights would give a "
+                              f"NaN model")
     return state

@@ -7,13 +7,14 @@ command that needs torch says what to install when it is missing.
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cxrcore.cli import OneLineErrors
+from cxrcore.cli import OneLineErrors, printable
 from cxrcore.splits import SPLITS
 
 from . import __version__
@@ -24,7 +25,22 @@ NEEDS = {"torch": "torch", "torchvision": "torchvision", "PIL": "pillow", "scipy
 
 
 def say(message: str) -> None:
-    err.print(message, markup=False, soft_wrap=True)
+    err.print(printable(message), markup=False, soft_wrap=True)
+
+
+class Positive(click.ParamType):
+    """A finite number above 0 (click's FloatRange lets NaN through)."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not (math.isfinite(number) and number > 0):
+            self.fail(f"{value!r} must be a finite number above 0", param, ctx)
+        return number
 
 
 @click.group(cls=OneLineErrors)
@@ -67,7 +83,7 @@ def synth(output: Path, count: int, size: int, seed: int, hedge: float) -> None:
               help="Run folder: best.pt, last.pt, metrics.json, train_log.jsonl, config.json.")
 @click.option("--arch", type=click.Choice(ARCHS), default="resnet50", show_default=True)
 @click.option("--pool", type=click.Choice(POOLS), default="lse", show_default=True)
-@click.option("--lse-r", type=float, default=10.0, show_default=True, help="r of LSE pooling.")
+@click.option("--lse-r", type=Positive(), default=10.0, show_default=True, help="r of LSE pooling.")
 @click.option("--transition", "transition_channels", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Channels D of the transition layer.")
 @click.option("--output-stride", type=click.Choice(["8", "16", "32"]), show_default="16 (DenseNet: 32)",
@@ -80,7 +96,7 @@ def synth(output: Path, count: int, size: int, seed: int, hedge: float) -> None:
 @click.option("--size", type=click.IntRange(min=32), default=224, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--lr", type=Positive(), default=1e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -8,6 +8,7 @@ each decoded, resized image on disk as a small `.npy`, keyed by the file's path,
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,9 @@ def _read_picture(path: Path) -> np.ndarray:
             return np.asarray(im, np.float32)
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:  # a header claiming billions of pixels: refused before decoding
+        raise ImageError(f"{path}: refused, too large to decode safely ({exc})") from None
+    except (UnidentifiedImageError, OSError, ValueError, MemoryError) as exc:
         raise ImageError(f"{path}: cannot decode ({exc.__class__.__name__}: {exc})") from None
 
 
@@ -88,9 +91,14 @@ class ImageCache:
         key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self.size}".encode()).hexdigest()
         cached = self.folder / f"{key}.npy"
         if cached.exists():
-            return np.load(cached).astype(np.float32)
+            try:
+                image = np.load(cached, allow_pickle=False)
+                if image.shape == (self.size, self.size):
+                    return image.astype(np.float32)
+            except (OSError, ValueError, EOFError):
+                pass  # a damaged cache file is decoded again and replaced, never trusted
         image = load_image(path, self.size)
-        tmp = cached.with_suffix(f".{id(self)}.tmp.npy")
+        tmp = cached.with_name(f".{key}.{os.getpid()}.{id(self)}.tmp.npy")
         np.save(tmp, image.astype(np.float16))
         tmp.replace(cached)
         return image

@@ -20,7 +20,7 @@ from PIL import Image
 
 from cxrcore.boxes import read_boxes
 from cxrcore.errors import InputError
-from cxrcore.output import atomic_path, atomic_text, json_text
+from cxrcore.output import atomic_path, atomic_text, exclusive, json_text, make_folder
 
 from .boxes import boxes_from_map
 from .data import ImageDataset, collate, prepare
@@ -57,6 +57,15 @@ def localize(run_dir: Path, labels_path: Path, images: Path | None, out_dir: Pat
     `boxes_size`: the true boxes are in pixels of images this many pixels wide (NIH: 1024); they are
     scaled to each image's own size. None: they are in the images' own pixels already.
     """
+    out_dir = make_folder(out_dir, [labels_path, *([boxes_path] if boxes_path else [])])
+    with exclusive(out_dir):
+        return _localize(run_dir, labels_path, images, out_dir, boxes_path, thresholds, min_score, split, device,
+                         overlays, boxes_size, method, layer, say)
+
+
+def _localize(run_dir: Path, labels_path: Path, images: Path | None, out_dir: Path, boxes_path: Path | None,
+              thresholds: tuple[int, ...], min_score: float, split: str | None, device: str, overlays: int,
+              boxes_size: int | None, method: str, layer: str, say: Callable[[str], None]) -> dict[str, Any] | None:
     dev = pick_device(device)
     model, config, findings, _ = load_run(run_dir, dev)
     if method == "gradcam" and layer not in model.map_layers():
@@ -71,7 +80,6 @@ def localize(run_dir: Path, labels_path: Path, images: Path | None, out_dir: Pat
     if truth is not None:
         rows = rows[np.isin(image_ids[rows], truth["Image Index"].unique())]
         say(f"{len(rows)} images with true boxes")
-    out_dir.mkdir(parents=True, exist_ok=True)
     drawing = Drawing(thresholds, min_score, overlays, boxes_size, out_dir)
     dataset = ImageDataset.of(data, rows, config.size)
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, collate_fn=collate)

@@ -11,8 +11,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from cxrcore.output import atomic_path
-
 from .boxes import iobb, iou
 
 IOBB_THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -43,7 +41,7 @@ def auc_with_ci(truth: np.ndarray, scores: np.ndarray, n_boot: int = 1000, seed:
 
 
 def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str) -> None:
-    """One ROC curve per finding (truth, scores), with its AUC in the legend; written atomically."""
+    """One ROC curve per finding (truth, scores), with its AUC in the legend, as a PNG at `path`."""
     fig = Figure(figsize=(7, 7))
     ax = fig.subplots()
     for name, (truth, scores) in curves.items():
@@ -58,8 +56,7 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
     ax.legend(loc="lower right", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    fig.savefig(path, dpi=110, format="png")
 
 
 def localization_metrics(predicted: pd.DataFrame, truth: pd.DataFrame, findings: list[str]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ for about a third of its cost, and its features see less of the whole film, so t
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 import torchvision
@@ -84,6 +85,8 @@ class WeaklySupervisedNet(nn.Module):
         super().__init__()
         if config.pool not in POOLS:
             raise ValueError(f"unknown pool {config.pool!r}; choose one of {', '.join(POOLS)}")
+        if config.pool == "lse" and not (math.isfinite(config.lse_r) and config.lse_r > 0):
+            raise ValueError(f"LSE pooling needs r above 0 (it divides by r), got {config.lse_r}")
         config = config.resolved()
         self.config = config
         self.trunk, channels = _trunk(config.arch, config.output_stride, config.trunk_stages)
@@ -134,6 +137,7 @@ class WeaklySupervisedNet(nn.Module):
     def load_trunk_weights(self, state: dict[str, torch.Tensor]) -> tuple[int, list[str]]:
         """Copy a torchvision state dict's trunk weights; return (tensors loaded, trunk keys not found)."""
         mapping = _trunk_key_map(self.config.arch)
+        state = modern_keys(state)
         own = self.trunk.state_dict()
         loaded, missing = 0, []
         for key, target in mapping(own).items():
@@ -162,3 +166,12 @@ def _trunk_key_map(arch: str):
     def dense(own: dict) -> dict:
         return {key.replace("0.", "features.", 1): key for key in own if key.startswith("0.")}
     return dense
+
+
+_OLD_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+def modern_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A torchvision state dict with DenseNet's old key names ("norm.1.weight", as the published weights
+    still spell them) renamed as torchvision's modules name them today ("norm1.weight")."""
+    return {_OLD_DENSENET_KEY.sub(r"\1\2", key): value for key, value in state.items()}

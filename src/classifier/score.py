@@ -9,7 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cxrcore.output import atomic_path, atomic_text, encode_metadata, json_text
+from cxrcore.errors import InputError
+from cxrcore.output import Outputs, encode_metadata, exclusive, json_text
 
 from .data import ImageDataset, prepare
 from .images import ImageCache
@@ -21,7 +22,18 @@ from .runs import load_run
 def score(run_dir: Path, labels_path: Path, images: Path | None, output: Path, split: str | None = None,
           device: str = "auto", batch_size: int | None = None, cache_dir: Path | None = None, n_boot: int = 1000,
           say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Write scores.parquet (+ auc.json, roc.png beside it); return the AUC table."""
+    """Write scores.parquet (+ auc.json, roc.png beside it), all at once; return the AUC table."""
+    beside = [output.with_name(output.stem + ".auc.json"), output.with_name(output.stem + ".roc.png")]
+    with Outputs([output, *beside], [labels_path]) as outputs, exclusive(output):
+        summary = _score(run_dir, labels_path, images, output, split, device, batch_size, cache_dir, n_boot, say,
+                         outputs)
+        outputs.commit()
+    return summary
+
+
+def _score(run_dir: Path, labels_path: Path, images: Path | None, output: Path, split: str | None, device: str,
+           batch_size: int | None, cache_dir: Path | None, n_boot: int, say: Callable[[str], None],
+           outputs: Outputs) -> dict[str, Any]:
     dev = pick_device(device)
     model, config, findings, origin = load_run(run_dir, dev)
     data = prepare(labels_path, images, config.seed)
@@ -34,6 +46,9 @@ def score(run_dir: Path, labels_path: Path, images: Path | None, output: Path, s
                            config.size, cache)
     probs = predict(model, dataset, batch_size or config.batch_size, dev, config,
                     lambda m: say(f"skipped unreadable image {m}"))
+    if len(rows) and np.isnan(probs).all():
+        raise InputError(f"not one of the {len(rows)} images of {labels_path} could be read (each is named above); "
+                         f"nothing was written")
     frame = data.frame.iloc[rows]
     columns = {"image_id": pa.array(frame.get("image_id", [None] * len(rows)).tolist(), pa.string()),
                "image_path": pa.array([str(data.paths[i]) for i in rows], pa.string())}
@@ -41,8 +56,7 @@ def score(run_dir: Path, labels_path: Path, images: Path | None, output: Path, s
         columns[name] = pa.array(probs[:, j], pa.float32(), mask=np.isnan(probs[:, j]))
     meta = {"run": str(run_dir), **origin, "labels": str(labels_path), "split": split or "all"}
     table = pa.table(columns).replace_schema_metadata(encode_metadata(meta))
-    with atomic_path(output) as tmp:
-        pq.write_table(table, tmp)
+    pq.write_table(table, outputs.path(output))
     results, curves = {}, {}
     for j, name in enumerate(findings):
         if name in data.findings:
@@ -52,7 +66,7 @@ def score(run_dir: Path, labels_path: Path, images: Path | None, output: Path, s
     scored = [r["auc"] for r in results.values() if not np.isnan(r["auc"])]
     summary = {"images": int(len(rows)), "mean_auc": float(np.mean(scored)) if scored else float("nan"),
                "per_finding": results, **meta}
-    atomic_text(output.with_name(output.stem + ".auc.json"), json_text(summary))
-    plot_roc(curves, output.with_name(output.stem + ".roc.png"),
+    Path(outputs.path(output.with_name(output.stem + ".auc.json"))).write_text(json_text(summary), encoding="utf-8")
+    plot_roc(curves, outputs.path(output.with_name(output.stem + ".roc.png")),
              f"ROC, {split or 'all'} images ({len(rows)}), mean AUC {summary['mean_auc']:.3f}")
     return summary

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cxrcore.output import OutputError, exclusive, make_folder
+
 FINDINGS = ("Cardiomegaly", "Effusion", "Mass", "Nodule", "Pneumothorax", "Consolidation")
 PREVALENCE = {"Cardiomegaly": 0.25, "Effusion": 0.25, "Mass": 0.2, "Nodule": 0.25, "Pneumothorax": 0.2,
               "Consolidation": 0.25}
@@ -245,9 +247,18 @@ def generate_case(index: int, size: int, rng: np.random.Generator, hedge: float 
 
 
 def generate(out_dir: str | Path, n: int, size: int = 128, seed: int = 0, hedge: float = 0.1) -> list[Case]:
-    """Write N cases under `out_dir`: images/, reports.csv, BBox_List.csv, truth.csv."""
-    out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    """Write N cases under `out_dir` (a new or empty folder, so no earlier set mixes with this one):
+    images/, reports.csv, BBox_List.csv, truth.csv."""
+    out = make_folder(out_dir)
+    with exclusive(out):
+        if any(p.name != ".lock" for p in out.iterdir()):
+            raise OutputError(f"{out}: is not empty; generate into a new or empty folder, so that no image or "
+                              f"table of an earlier set mixes with this one")
+        return _write_set(out, n, size, seed, hedge)
+
+
+def _write_set(out: Path, n: int, size: int, seed: int, hedge: float) -> list[Case]:
+    (out / "images").mkdir()
     rng = np.random.default_rng(seed)
     cases = []
     for i in range(n):

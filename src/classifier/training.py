@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from cxrcore.errors import InputError
-from cxrcore.output import atomic_text, json_text
+from cxrcore.errors import InputError, ToolkitError
+from cxrcore.output import atomic_text, exclusive, json_text, make_folder
 from cxrcore.runs import BEST, CONFIG, LAST, LOG, METRICS, checkpoint_path
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -29,9 +29,13 @@ from .data import ImageDataset, Prepared, collate, keep_findings, prepare
 from .images import ImageCache
 from .inference import autocast_for, mean_auc, pick_device, predict
 from .losses import loss_function, targets_and_mask
-from .runs import build_model, model_from_state
+from .runs import build_model, model_from_state, run_config
 
 SPLITS = ("train", "val", "test")
+
+
+class TrainingError(ToolkitError):
+    """Training cannot go on (no readable image, a loss that is no longer a number); nothing bad was saved."""
 
 
 @dataclass
@@ -66,14 +70,22 @@ def fit(labels_path: Path, images: Path | None, run_dir: Path, config: TrainConf
     """Train, validate each epoch, keep best and last checkpoints; return the final metrics.
 
     `pause_after` stops after that many epochs of this call (for time-limited or preemptible jobs);
-    `resume` continues the run's own plan (its config, epochs included) from `last.pt`.
+    `resume` continues the run's own plan (its config, epochs included) from `last.pt`. The run folder
+    is locked for the whole call: a second `fit` on it is refused.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = make_folder(run_dir, [labels_path])
+    with exclusive(run_dir):
+        return _fit(labels_path, images, run_dir, config, weights, resume, cache_dir, say, progress, pause_after)
+
+
+def _fit(labels_path: Path, images: Path | None, run_dir: Path, config: TrainConfig, weights: Path | None,
+         resume: bool, cache_dir: Path | None, say: Callable[[str], None], progress: Any,
+         pause_after: int | None) -> dict[str, Any] | None:
     state = _resume_state(run_dir, resume)
     if state is not None:
         if state["config"]["epochs"] != config.epochs:
             say(f"resuming with the run's own plan: {state['config']['epochs']} epochs")
-        config = TrainConfig.from_dict(state["config"])
+        config = run_config(state, run_dir / LAST)
     data = _training_data(prepare(labels_path, images, config.seed), labels_path, state, say)
     trainer, start_epoch, best_auc = _start(data, config, weights, state, cache_dir, say)
     if state is not None:
@@ -87,19 +99,30 @@ def fit(labels_path: Path, images: Path | None, run_dir: Path, config: TrainConf
         with (run_dir / LOG).open("a") as fh:
             fh.write(json_text(entry, indent=None) + "\n")
         say(f"epoch {epoch + 1}: loss {loss:.4f}, {rate:.1f} img/s, val mean AUC {val_auc:.3f}")
-        improved = np.isnan(val_auc) or val_auc > best_auc  # without validation, the latest is the best
-        if improved and not np.isnan(val_auc):
+        # Better only by a finite validation AUC; with no validation images, the latest epoch is the best.
+        improved = val_auc > best_auc if np.isfinite(val_auc) else len(trainer.subsets["val"]) == 0
+        if improved and np.isfinite(val_auc):
             best_auc = val_auc
-        content = {"model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
-                   "scheduler": trainer.scheduler.state_dict(), "epoch": epoch + 1, "best_auc": float(best_auc),
-                   "config": trainer.config.to_dict(), "findings": data.findings}
-        if improved:
-            save_checkpoint(run_dir / BEST, **content)
-        save_checkpoint(run_dir / LAST, **content)
+        _save(trainer, run_dir, epoch, best_auc, improved)
     if end < config.epochs:
         say(f"paused after epoch {end} of {config.epochs}; continue with --resume")
         return None
     return final_metrics(run_dir, trainer)
+
+
+def _save(trainer: Trainer, run_dir: Path, epoch: int, best_auc: float, improved: bool) -> None:
+    """last.pt (and best.pt when improved), never with a weight that is not a number."""
+    bad = next((n for n, p in trainer.model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()),
+               None)
+    if bad is not None:
+        raise TrainingError(f"epoch {epoch + 1}: weight {bad} is no longer a number; nothing of this epoch is saved "
+                            f"(lower --lr; {run_dir / LAST} keeps the previous epoch)")
+    content = {"model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+               "scheduler": trainer.scheduler.state_dict(), "epoch": epoch + 1, "best_auc": float(best_auc),
+               "config": trainer.config.to_dict(), "findings": trainer.data.findings}
+    if improved:
+        save_checkpoint(run_dir / BEST, **content)
+    save_checkpoint(run_dir / LAST, **content)
 
 
 def _resume_state(run_dir: Path, resume: bool) -> dict[str, Any] | None:
@@ -131,6 +154,9 @@ def _training_data(data: Prepared, labels_path: Path, state: dict[str, Any] | No
 def _start(data: Prepared, config: TrainConfig, weights: Path | None, state: dict[str, Any] | None,
            cache_dir: Path | None, say: Callable[[str], None]) -> tuple[Trainer, int, float]:
     """The model (seeded, or restored from `state`), optimiser and schedule; the epoch and best AUC so far."""
+    if not (np.isfinite(config.lr) and config.lr > 0 and np.isfinite(config.weight_decay) and config.weight_decay >= 0):
+        raise InputError(f"learning rate {config.lr} and weight decay {config.weight_decay}: both must be finite, "
+                         f"the first above 0")
     device = pick_device(config.device)
     seed_everything(config.seed)
     model, config = build_model(config, len(data.findings), weights if state is None else None, say)
@@ -191,6 +217,9 @@ def train_epoch(trainer: Trainer, epoch: int, progress: Any = None) -> tuple[flo
             with trainer.cast:
                 logits = trainer.model(images)
             loss = criterion(logits, targets, mask)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"epoch {epoch + 1}: the loss is {loss.item()} after {seen} images; training "
+                                    f"diverged, nothing of this epoch is saved (lower --lr, or check the labels)")
             trainer.optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(trainer.optimizer)
@@ -201,6 +230,9 @@ def train_epoch(trainer: Trainer, epoch: int, progress: Any = None) -> tuple[flo
         if progress:
             rate = seen / max(time.perf_counter() - started, 1e-9)
             progress.update(task, advance=1, loss=f"loss {total_loss / max(seen, 1):.4f}", speed=f"{rate:.1f} img/s")
+    if seen == 0:
+        raise TrainingError(f"epoch {epoch + 1}: not one training image could be read (each is named above); "
+                            f"check --images and the image paths")
     return total_loss / max(seen, 1), seen / (time.perf_counter() - started)
 
 
@@ -216,8 +248,9 @@ def validate(trainer: Trainer) -> tuple[float, dict[str, float]]:
 
 def final_metrics(run_dir: Path, trainer: Trainer) -> dict[str, Any]:
     """Per-finding AUC of the best checkpoint on val and test, written to metrics.json."""
-    state = load_checkpoint(checkpoint_path(run_dir))
-    model = model_from_state(state, trainer.device)
+    path = checkpoint_path(run_dir)
+    state = load_checkpoint(path)
+    model = model_from_state(state, trainer.device, path)
     data, config = trainer.data, trainer.config
     metrics: dict[str, Any] = {"findings": data.findings, "checkpoint_epoch": state["epoch"]}
     for split in ("val", "test"):

@@ -54,9 +54,14 @@ def check_patients(patients: pd.Series, split: pd.Series, where: Where, given_by
 
 
 def patient_splits(patients: pd.Series, fractions: tuple[float, float, float], seed: int) -> pd.Series:
-    """A seeded split by patient, so that all of a patient's images share one split."""
+    """A seeded split by patient, so that all of a patient's images share one split. Every image needs a
+    patient: without one the split cannot keep a patient's images together."""
     if len(fractions) != 3 or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
         raise InputError(f"split fractions must be three non-negative numbers that sum to 1, got {fractions}")
+    missing = patients.isna() | (patients.astype(str).str.strip() == "")
+    if missing.any():
+        raise InputError(f"{int(missing.sum())} of {len(patients)} images have no patient_id (the first at row "
+                         f"{int(np.flatnonzero(missing.to_numpy())[0])}); a split by patient needs one for every image")
     unique = np.array(sorted(patients.unique()))
     shuffled = np.random.default_rng(seed).permutation(unique)
     cuts = np.cumsum([int(round(f * len(unique))) for f in fractions[:2]])

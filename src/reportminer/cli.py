@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import sys
@@ -13,8 +14,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
                            TextColumn, TimeElapsedColumn)
 from rich.text import Text
 
-from cxrcore.cli import OneLineErrors
-from cxrcore.output import atomic_text
+from cxrcore.cli import EXIT_SKIPPED, OneLineErrors, printable
+from cxrcore.output import Outputs
 
 from . import __version__
 from .labeler import METHODS
@@ -22,8 +23,19 @@ from .lexicon import Lexicon, load_lexicon
 from .parse import DEFAULT_MODEL
 from .readers import read_inputs
 
-EXIT_SKIPPED = 3  # labels were written, but some reports could not be read and were skipped
 err = Console(stderr=True, highlight=False)
+
+
+def say(message: str) -> None:
+    err.print(printable(message), markup=False, soft_wrap=True)
+
+
+def _encoding(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise click.BadParameter(f"{value!r} is not an encoding Python knows (e.g. utf-8, latin-1, cp1252)") from None
+    return value
 
 
 @click.group(cls=OneLineErrors)
@@ -43,7 +55,8 @@ def main() -> None:
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Installed spaCy pipeline to parse with.")
 @click.option("--assertions", "method", type=click.Choice(METHODS), default="rules", show_default=True,
               help="How mentions are decided: graph rules, keyword (all positive) or negex (baseline).")
-@click.option("--encoding", default="utf-8", show_default=True, help="Encoding of .txt, .csv and .jsonl inputs.")
+@click.option("--encoding", default="utf-8", show_default=True, callback=_encoding,
+              help="Encoding of .txt, .csv and .jsonl inputs (and of XML that declares none and is not UTF-8).")
 @click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
               help="Local processes labeling at once (1: this process only).")
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
@@ -58,6 +71,7 @@ def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, lexicon
           resume: bool, quiet: bool) -> None:
     """Label reports in INPUTS (folders of .xml/.txt, or .csv/.parquet/.jsonl tables)."""
     from .engine import Settings, fingerprint, make_engine, run_labeling
+    from .readers import ReadSettings
 
     lex = load_lexicon(lexicon)
     if lexicon is not None:
@@ -72,16 +86,17 @@ def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, lexicon
         with _progress(quiet) as progress:
             task = progress.add_task("labeling", total=None)
             outcome = run_labeling(
-                read_inputs(list(inputs), lex.sections, encoding=encoding), output, evidence, settings, meta, lex.label_columns,
-                runner, state, chunk_size, resume,
-                on_skip=lambda r: err.print(f"skipped {r.source}: {r.reason}", markup=False, soft_wrap=True),
-                on_progress=lambda n: progress.advance(task, n))
-    finally:
-        runner.close()
-    err.print(f"labeled {outcome.reports} reports ({outcome.rows} rows) → {output}"
-              + (f"; mentions → {evidence}" if evidence else "")
-              + (f"; skipped {len(outcome.skipped)} (listed above)" if outcome.skipped else ""),
-              markup=False, soft_wrap=True)
+                read_inputs(list(inputs), ReadSettings(lex.sections, encoding, lex.limits.report_chars)), output,
+                evidence, settings, meta, lex.label_columns, runner, state, chunk_size, resume,
+                on_skip=lambda r: say(f"skipped {r.source}: {r.reason}"), on_progress=lambda n: progress.advance(task, n),
+                inputs=inputs)
+    except BaseException:
+        runner.abort()
+        raise
+    runner.close()
+    say(f"labeled {outcome.reports} reports ({outcome.rows} rows) → {output}"
+        + (f"; mentions → {evidence}" if evidence else "")
+        + (f"; skipped {len(outcome.skipped)} (listed above)" if outcome.skipped else ""))
     if outcome.skipped:
         sys.exit(EXIT_SKIPPED)
 
@@ -123,18 +138,21 @@ def _progress(quiet: bool) -> Progress:
               help="mentions.parquet to explain errors with (default: mentions.parquet beside LABELS, if any).")
 def evaluate(labels: Path, gold: Path, uncertain: str, json_path: Path | None, errors_path: Path | None,
              evidence: Path | None) -> None:
-    """Precision, recall and F1 of LABELS against GOLD (report_id + 0/1 per finding)."""
+    """Precision, recall and F1 of LABELS against GOLD (report_id + 1/0/-1/blank per finding)."""
     from .evaluate import evaluate_files, format_table, list_errors
 
-    result = evaluate_files(labels, gold, uncertain=uncertain)
-    click.echo(format_table(result))
-    if json_path:
-        atomic_text(json_path, json.dumps(result, indent=2))
+    evidence = evidence or _beside(labels, "mentions.parquet")
+    with Outputs([json_path, errors_path], [labels, gold, *([evidence] if evidence else [])]) as outputs:
+        result = evaluate_files(labels, gold, uncertain=uncertain)
+        click.echo(format_table(result))
+        if json_path:
+            Path(outputs.path(json_path)).write_text(json.dumps(result, indent=2), encoding="utf-8")
+        if errors_path:
+            frame = list_errors(labels, gold, uncertain=uncertain, evidence=evidence)
+            frame.to_csv(outputs.path(errors_path), index=False)
+        outputs.commit()
     if errors_path:
-        evidence = evidence or _beside(labels, "mentions.parquet")
-        frame = list_errors(labels, gold, uncertain=uncertain, evidence=evidence)
-        atomic_text(errors_path, frame.to_csv(index=False))
-        err.print(f"{len(frame)} errors → {errors_path}", markup=False)
+        say(f"{len(frame)} errors → {errors_path}")
 
 
 def _beside(path: Path, name: str) -> Path | None:
@@ -168,9 +186,9 @@ def dataset(labels: Path | None, output: Path, manifest: Path | None, nih: Path 
             test_list: Path | None, val_fraction: float, split_fractions: str, seed: int, frontal_only: bool,
             boxes: Path | None, lexicon: Path | None) -> None:
     """Build a dataset (labels + patient-safe split) from LABELS + --manifest, or from --nih."""
-    from cxrcore.boxes import read_boxes, write_boxes
-    from cxrcore.labels import read_labels
-    from cxrcore.splits import SPLITS, patient_splits, split_summary
+    from cxrcore.boxes import read_boxes
+    from cxrcore.output import exclusive
+    from cxrcore.splits import SPLITS, split_summary
 
     from . import dataset as ds
 
@@ -180,48 +198,66 @@ def dataset(labels: Path | None, output: Path, manifest: Path | None, nih: Path 
         raise click.UsageError("LABELS needs --manifest (the images of each report)")
     if (train_val_list is None) != (test_list is None):
         raise click.UsageError("--train-val-list and --test-list go together")
+    inputs = [p for p in (labels, manifest, nih, train_val_list, test_list, boxes) if p is not None]
+    boxes_target = output.with_name("boxes.csv") if boxes is not None else None
     lex = load_lexicon(lexicon)
-    if nih is not None:
-        columns = lex.label_columns
-        frame = ds.read_nih_entries(nih, lex.finding_names, lex.no_finding)
-        source = str(nih)
-    else:
-        columns = read_labels(labels).label_columns
-        frame, dropped = ds.join_manifest(labels, manifest, columns)
-        for message in dropped[:5]:
-            err.print(f"warning: {message}", markup=False, soft_wrap=True)
-        if len(dropped) > 5:
-            err.print(f"warning: ... and {len(dropped) - 5} more images without labels", markup=False)
-        source = f"{labels} + {manifest}"
-    if frontal_only:
-        frame = ds.keep_frontal(frame)
-    if train_val_list is not None:
-        frame["split"] = ds.official_splits(frame, train_val_list, test_list, val_fraction, seed)
-        method = f"official lists ({train_val_list.name}, {test_list.name}); val = {val_fraction} of train_val patients, seed {seed}"
-    elif "split" in frame.columns:
-        frame["split"] = ds.given_splits(frame)
-        method = "the manifest's split column"
-    else:
-        try:
-            fractions = tuple(float(x) for x in split_fractions.split(","))
-        except ValueError:
-            raise click.BadParameter(f"{split_fractions!r} is not three numbers such as 0.7,0.1,0.2") from None
-        if len(fractions) != 3:
-            raise click.BadParameter(f"{split_fractions!r} needs three numbers: train,val,test")
-        frame["split"] = patient_splits(frame["patient_id"], fractions, seed)
-        method = f"by patient, fractions {split_fractions}, seed {seed}"
-    summary = split_summary(frame)
-    meta = {"version": __version__, "source": source, "split_method": method, "splits": summary,
-            "label_columns": columns, "no_finding": columns[-1], "frontal_only": frontal_only}
-    ds.write_dataset(frame, output, columns, meta)
+    with Outputs([output, boxes_target], inputs) as outputs, exclusive(output):
+        frame, columns, source = _dataset_rows(labels, manifest, nih, lex)
+        if frontal_only:
+            frame = ds.keep_frontal(frame)
+        frame["split"], method = _dataset_split(frame, train_val_list, test_list, val_fraction, split_fractions, seed)
+        summary = split_summary(frame)
+        meta = {"version": __version__, "source": source, "split_method": method, "splits": summary,
+                "label_columns": columns, "no_finding": columns[-1], "frontal_only": frontal_only}
+        ds.write_dataset(frame, outputs.path(output), columns, meta)
+        table = read_boxes(boxes, lex.finding_names) if boxes is not None else None
+        if table is not None:
+            table.to_csv(outputs.path(boxes_target), index=False)
+        outputs.commit()
     parts = "; ".join(f"{s} {summary[s]['images']:,} images / {summary[s]['patients']:,} patients" for s in SPLITS)
-    err.print(f"{len(frame):,} images, {frame['patient_id'].nunique():,} patients → {output}\n{parts}; "
-              f"patients in two splits: {summary['shared_patients']['count']}", markup=False, soft_wrap=True)
-    if boxes is not None:
-        table = read_boxes(boxes, lex.finding_names)
-        target = output.with_name("boxes.csv")
-        write_boxes(table, target)
-        err.print(f"{len(table):,} boxes on {table['Image Index'].nunique():,} images → {target}", markup=False)
+    say(f"{len(frame):,} images, {frame['patient_id'].nunique():,} patients → {output}\n{parts}; "
+        f"patients in two splits: {summary['shared_patients']['count']}")
+    if table is not None:
+        say(f"{len(table):,} boxes on {table['Image Index'].nunique():,} images → {boxes_target}")
+
+
+def _dataset_rows(labels: Path | None, manifest: Path | None, nih: Path | None, lex: Lexicon):
+    """(rows, label columns, source description) from NIH's file or from LABELS joined to a manifest."""
+    from cxrcore.labels import read_labels
+
+    from . import dataset as ds
+
+    if nih is not None:
+        return ds.read_nih_entries(nih, lex.finding_names, lex.no_finding), lex.label_columns, str(nih)
+    columns = read_labels(labels).label_columns
+    frame, dropped = ds.join_manifest(labels, manifest, columns)
+    for message in dropped[:5]:
+        say(f"warning: {message}")
+    if len(dropped) > 5:
+        say(f"warning: ... and {len(dropped) - 5} more images without labels")
+    return frame, columns, f"{labels} + {manifest}"
+
+
+def _dataset_split(frame, train_val_list: Path | None, test_list: Path | None, val_fraction: float,
+                   split_fractions: str, seed: int):
+    """(split column, how it was made): official lists, else the manifest's column, else by patient."""
+    from cxrcore.splits import patient_splits
+
+    from . import dataset as ds
+
+    if train_val_list is not None:
+        return (ds.official_splits(frame, train_val_list, test_list, val_fraction, seed),
+                f"official lists ({train_val_list.name}, {test_list.name}); val = {val_fraction} of train_val "
+                f"patients, seed {seed}")
+    if "split" in frame.columns:
+        return ds.given_splits(frame), "the manifest's split column"
+    try:
+        fractions = tuple(float(x) for x in split_fractions.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{split_fractions!r} is not three numbers such as 0.7,0.1,0.2") from None
+    if len(fractions) != 3:
+        raise click.BadParameter(f"{split_fractions!r} needs three numbers: train,val,test")
+    return patient_splits(frame["patient_id"], fractions, seed), f"by patient, fractions {split_fractions}, seed {seed}"
 
 
 @main.command()
@@ -235,7 +271,7 @@ def stats(labels: Path, out_dir: Path, compare: Path | None) -> None:
     from .stats import write_stats
 
     written = write_stats(labels, out_dir, compare)
-    err.print(f"wrote {', '.join(sorted(written))} → {out_dir}", markup=False, soft_wrap=True)
+    say(f"wrote {', '.join(sorted(written))} → {out_dir}")
 
 
 @main.command("check-lexicon")

@@ -9,6 +9,7 @@ naming the file and line.
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +42,24 @@ def _where(frame: pd.DataFrame):
 def _read_csv(path: Path) -> pd.DataFrame:
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: the file is cut short or damaged ({exc}); download or copy it again") from None
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read as CSV ({exc})") from None
 
 
 def _require(frame: pd.DataFrame, path: Path, columns: tuple[str, ...]) -> None:
+    """Every required column present, and filled on every row (a blank one is often a file cut mid-line)."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise InputError(f"{path}: missing column {missing[0]!r} (columns are: {', '.join(frame.columns)})")
+    for column in columns:
+        blank = frame[column].isna() | (frame[column].str.strip() == "")
+        if blank.any():
+            row = int(np.flatnonzero(blank.to_numpy())[0])
+            raise InputError(f"{path}:{_line(row)}: {column!r} is empty"
+                             + (" (the file may be cut short)" if row == len(frame) - 1 else "")
+                             + "; every row needs one")
 
 
 def _no_duplicates(values: pd.Series, path: Path, what: str) -> None:
@@ -162,7 +173,8 @@ def given_splits(frame: pd.DataFrame) -> pd.Series:
 
 
 def write_dataset(frame: pd.DataFrame, path: str | Path, label_columns: list[str], meta: dict) -> None:
-    """labels.parquet with the SPEC's columns, `split`, then any extra columns as strings; atomically."""
+    """labels.parquet with the SPEC's columns, `split`, then any extra columns as strings; atomically
+    (callers that write several files give the temporary path of `cxrcore.output.Outputs`)."""
     fields = [pa.field(c, pa.string()) for c in ID_COLUMNS] + [pa.field(c, pa.int8()) for c in label_columns]
     fields.append(pa.field("split", pa.string()))
     extra = [c for c in frame.columns if c not in {*ID_COLUMNS, *label_columns, "split"} and not c.startswith("_")]

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from itertools import islice
@@ -23,9 +27,9 @@ from typing import Any, Callable, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cxrcore.errors import ToolkitError
+from cxrcore.errors import InputError, ToolkitError
 from cxrcore.labels import label_schema
-from cxrcore.output import atomic_path, atomic_text, encode_metadata
+from cxrcore.output import Outputs, atomic_path, atomic_text, encode_metadata, exclusive
 
 from .evidence import MENTION_SCHEMA
 from .labeler import Labeler
@@ -34,6 +38,7 @@ from .parse import load_model, model_description
 from .readers import Record, Report, Skipped
 
 PARTS_SUFFIX = ".parts"
+PARENT_CHECK_S = 0.5  # how often a worker checks that its parent is alive
 
 
 @dataclass(frozen=True)
@@ -106,13 +111,30 @@ class InlineEngine:
     def close(self) -> None:
         pass
 
+    def abort(self) -> None:
+        pass
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker: exit as soon as the process that started it is gone (killed, even by SIGKILL),
+    instead of holding its memory for good. Ctrl-C is the parent's to handle (it stops the workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
 
 class ProcessEngine:
-    """A pool of local processes (spawned, so each loads its own model once)."""
+    """A pool of local processes (spawned, so each loads its own model once) that die with their parent."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                         initializer=_watch_parent, initargs=(os.getpid(),))
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         return self._pool.submit(fn, *args)
@@ -122,6 +144,15 @@ class ProcessEngine:
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
+
+    def abort(self) -> None:
+        """Stop now (an error or an interruption): cancel what waits, terminate what runs."""
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=5)
 
 
 class DaskEngine:
@@ -138,9 +169,12 @@ class DaskEngine:
         except OSError as exc:
             raise ToolkitError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
         self.workers = max(1, sum(w.get("nthreads", 1) for w in self._client.scheduler_info()["workers"].values()))
+        self._submitted: list[Any] = []
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return self._client.submit(fn, *args, pure=False)
+        future = self._client.submit(fn, *args, pure=False)
+        self._submitted = [f for f in self._submitted if not f.done()] + [future]
+        return future
 
     def wait_some(self, futures: Iterable[Any]) -> set[Any]:
         from distributed import wait as dask_wait
@@ -150,6 +184,11 @@ class DaskEngine:
     def close(self) -> None:
         if self._own:
             self._client.close()
+
+    def abort(self) -> None:
+        """Cancel this client's tasks on the cluster (its workers are the cluster's, not ours to stop)."""
+        self._client.cancel([f for f in self._submitted if not f.done()])
+        self.close()
 
 
 def make_engine(engine: str, workers: int, scheduler: Any = None) -> InlineEngine | ProcessEngine | DaskEngine:
@@ -189,22 +228,30 @@ def fingerprint(inputs: list[Path], settings: Settings, chunk_size: int, evidenc
 
 def run_labeling(records: Iterable[Record], output: Path, evidence: Path | None, settings: Settings,
                  meta: dict[str, Any], label_columns: list[str], engine: Any, state: str, chunk_size: int,
-                 resume: bool, on_skip: Callable[[Skipped], None], on_progress: Callable[[int], None]) -> Outcome:
-    """Label every record into `output` (and `evidence`), continuing a killed run when `resume`."""
-    parts = _prepare_parts(output, state, resume)
-    try:
-        return _run(records, parts, output, evidence, settings, meta, label_columns, engine, chunk_size,
-                    on_skip, on_progress)
-    except ToolkitError:
-        # Bad input or settings: the parts cannot be resumed (fixing the input changes the fingerprint).
-        # A killed or crashed run keeps them for --resume.
-        shutil.rmtree(parts, ignore_errors=True)
-        raise
+                 resume: bool, on_skip: Callable[[Skipped], None], on_progress: Callable[[int], None],
+                 inputs: Iterable[Path] = ()) -> Outcome:
+    """Label every record into `output` (and `evidence`), continuing a killed run when `resume`.
+
+    The outputs are checked before any work and written together at the end; the output's lock is
+    held throughout, so a second run on the same output (or parts folder) is refused."""
+    with Outputs([output, evidence], inputs) as outputs, exclusive(output, *([evidence] if evidence else [])):
+        parts = _prepare_parts(output, state, resume)
+        try:
+            outcome = _run(records, parts, output, evidence, settings, meta, label_columns, engine, chunk_size,
+                           on_skip, on_progress, outputs)
+        except ToolkitError:
+            # Bad input or settings: the parts cannot be resumed (fixing the input changes the fingerprint).
+            # A killed or crashed run keeps them for --resume.
+            shutil.rmtree(parts, ignore_errors=True)
+            raise
+        outputs.commit()
+        shutil.rmtree(parts)
+        return outcome
 
 
 def _run(records: Iterable[Record], parts: Path, output: Path, evidence: Path | None, settings: Settings,
          meta: dict[str, Any], label_columns: list[str], engine: Any, chunk_size: int,
-         on_skip: Callable[[Skipped], None], on_progress: Callable[[int], None]) -> Outcome:
+         on_skip: Callable[[Skipped], None], on_progress: Callable[[int], None], outputs: Outputs) -> Outcome:
     meta = {**meta, "parser": engine.submit(describe_model, settings).result()}
     outcome = Outcome(0, 0, [])
     pending: dict[Any, tuple[int, int, list[Skipped]]] = {}
@@ -225,8 +272,10 @@ def _run(records: Iterable[Record], parts: Path, output: Path, evidence: Path | 
             _collect(engine, pending, parts, evidence is not None, outcome, on_progress)
     while pending:
         _collect(engine, pending, parts, evidence is not None, outcome, on_progress)
-    outcome.rows = _merge(parts, output, evidence, label_columns, meta)
-    shutil.rmtree(parts)
+    if outcome.reports == 0:
+        raise InputError(f"no report could be labeled ({len(outcome.skipped)} skipped, each named above); "
+                         f"nothing was written, {output} is untouched")
+    outcome.rows = _merge(parts, output, evidence, label_columns, meta, outputs)
     return outcome
 
 
@@ -236,7 +285,11 @@ def _prepare_parts(output: Path, state: str, resume: bool) -> Path:
     if parts.exists():
         if not resume:
             raise ToolkitError(f"{parts} holds an unfinished run; pass --resume to continue it, or delete the folder")
-        if not state_file.exists() or json.loads(state_file.read_text())["fingerprint"] != state:
+        try:
+            recorded = json.loads(state_file.read_text())["fingerprint"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ToolkitError(f"{parts} is damaged (no readable state.json); delete it to start afresh") from None
+        if recorded != state:
             raise ToolkitError(f"{parts} was made from other inputs or settings; delete it to start afresh")
         return parts
     parts.mkdir(parents=True)
@@ -266,14 +319,15 @@ def _collect(engine: Any, pending: dict[Any, tuple[int, int, list[Skipped]]], pa
         on_progress(reports)
 
 
-def _merge(parts: Path, output: Path, evidence: Path | None, label_columns: list[str], meta: dict[str, Any]) -> int:
-    """Copy the parts, in chunk order, into the output files; return the number of label rows."""
+def _merge(parts: Path, output: Path, evidence: Path | None, label_columns: list[str], meta: dict[str, Any],
+           outputs: Outputs) -> int:
+    """Copy the parts, in chunk order, into the (temporary) output files; return the number of label rows."""
     rows = 0
     targets = [("labels", output, label_schema(label_columns, meta))]
     if evidence is not None:
         targets.append(("mentions", evidence, MENTION_SCHEMA.with_metadata(encode_metadata(meta))))
     for kind, target, schema in targets:
-        with atomic_path(target) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        with pq.ParquetWriter(outputs.path(target), schema) as writer:
             for part in sorted(parts.glob(f"*.{kind}.parquet")):
                 table = pq.read_table(part).replace_schema_metadata(schema.metadata)
                 if table.num_rows:

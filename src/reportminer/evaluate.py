@@ -11,39 +11,70 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from cxrcore.errors import InputError
 from cxrcore.labels import read_labels
 
+from .evidence import read_mentions
 
-def load_pair(labels: str | Path, gold: str | Path, uncertain: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str], int]:
-    """Predicted 0/1 and gold 0/1 frames indexed by report_id, the findings both files have, and the
-    number of gold reports with no row in the labels (scored as all negative)."""
-    table = read_labels(labels)
-    table.require("report_id")
-    pred = table.frame
+
+GOLD_VALUES = {"1": 1.0, "0": 0.0, "-1": -1.0, "": float("nan"), "1.0": 1.0, "0.0": 0.0, "-1.0": -1.0}
+
+
+def read_gold(gold: str | Path, labels: list[str]) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Hand labels: `report_id` and, per finding, 1 / 0 / -1 (uncertain) / blank (not mentioned).
+
+    Returns the values (float, NaN for blank) indexed by report_id, the gold columns that are labels
+    of the labels file, and notes naming gold columns that are not (they are not scored)."""
     try:
-        truth = pd.read_csv(gold, dtype={"report_id": str})
+        truth = pd.read_csv(gold, dtype=str, keep_default_na=False, skip_blank_lines=False)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{gold}: cannot read as CSV ({exc})") from None
     if "report_id" not in truth.columns:
-        raise InputError(f"{gold}: missing column 'report_id'")
-    findings = [c for c in truth.columns if c in pred.columns and c != "report_id"]
+        raise InputError(f"{gold}: missing column 'report_id' (columns are: {', '.join(truth.columns)}); is it the "
+                         f"gold file, given second?")
+    truth = truth[(truth != "").any(axis=1)]  # blank lines, which keep their place in the line count
+    findings = [c for c in truth.columns if c in labels]
+    notes = [f"gold column {c!r} is not a label of the labels file; it is not scored"
+             for c in truth.columns if c not in labels and c != "report_id"]
     if not findings:
-        raise InputError(f"{gold}: no finding columns in common with {labels}")
-    for col in findings:
-        bad = truth.index[~truth[col].isin([0, 1])]
-        if len(bad):
-            raise InputError(f"{gold}:{bad[0] + 2}: column {col} must be 0 or 1, got {truth[col].iloc[bad[0]]!r}")
-    if truth["report_id"].duplicated().any():
-        dup = truth.index[truth["report_id"].duplicated()][0]
-        raise InputError(f"{gold}:{dup + 2}: report_id {truth['report_id'].iloc[dup]} listed twice")
+        raise InputError(f"{gold}: no finding columns in common with the labels ({', '.join(labels[:4])}, ...)")
+    values = pd.DataFrame(index=truth.index)
+    for column in findings:
+        cells = truth[column].str.strip()
+        bad = ~cells.isin(list(GOLD_VALUES))
+        if bad.any():
+            row = truth.index[bad][0]
+            raise InputError(f"{gold}:{row + 2}: column {column} must be 1, 0, -1 or blank, got {truth[column][row]!r}")
+        values[column] = cells.map(GOLD_VALUES)
+    ids = truth["report_id"].str.strip()
+    if (ids == "").any():
+        raise InputError(f"{gold}:{truth.index[ids == ''][0] + 2}: empty report_id")
+    if ids.duplicated().any():
+        row = truth.index[ids.duplicated()][0]
+        raise InputError(f"{gold}:{row + 2}: report_id {ids[row]} listed twice")
+    return values.set_index(ids), findings, notes
+
+
+def load_pair(labels: str | Path, gold: str | Path,
+              uncertain: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str], int, list[str]]:
+    """Predicted 0/1 and gold 0/1 frames indexed by report_id, the findings both files have, the
+    number of gold reports with no row in the labels (scored as all negative), and notes on gold
+    columns that are not scored. Uncertain (-1) on either side is scored as `uncertain` says; not
+    mentioned is negative."""
+    table = read_labels(labels)
+    table.require("report_id")
+    truth, findings, notes = read_gold(gold, table.label_columns)
+    per_report = table.frame.groupby("report_id")[findings].max()
+    missing = int((~truth.index.isin(per_report.index)).sum())
+    if missing == len(truth):
+        raise InputError(f"none of the {len(truth)} reports of {gold} is in {labels} (gold ids such as "
+                         f"{truth.index[0]}, label ids such as {per_report.index[0] if len(per_report) else 'none'}); "
+                         f"are these the files you meant?")
     value_for_uncertain = 1 if uncertain == "positive" else 0
-    per_report = pred.groupby("report_id")[findings].max()
-    binary = per_report.reindex(truth["report_id"]).astype("float").fillna(0).replace(-1, value_for_uncertain)
-    missing = int((~truth["report_id"].isin(per_report.index)).sum())
-    return binary.astype(int), truth.set_index("report_id")[findings].astype(int), findings, missing
+    binary = per_report.reindex(truth.index).astype("float").fillna(0).replace(-1, value_for_uncertain)
+    gold_binary = truth[findings].fillna(0).replace(-1, value_for_uncertain)
+    return binary.astype(int), gold_binary.astype(int), findings, missing, notes
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
@@ -55,7 +86,7 @@ def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
 
 def evaluate_files(labels: str | Path, gold: str | Path, uncertain: str = "negative") -> dict[str, Any]:
     """All figures as a JSON-ready dict."""
-    pred, truth, findings, missing = load_pair(labels, gold, uncertain)
+    pred, truth, findings, missing, notes = load_pair(labels, gold, uncertain)
     per: dict[str, dict[str, Any]] = {}
     for f in findings:
         tp = int(((pred[f] == 1) & (truth[f] == 1)).sum())
@@ -73,7 +104,7 @@ def evaluate_files(labels: str | Path, gold: str | Path, uncertain: str = "negat
         totals[name] = {"findings": members, "micro": {**_prf(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn},
                         "macro": macro}
     return {"labels": str(labels), "gold": str(gold), "uncertain": uncertain, "reports": int(len(truth)),
-            "missing_reports": missing, "per_finding": per, "totals": totals}
+            "missing_reports": missing, "per_finding": per, "totals": totals, "notes": notes}
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -87,13 +118,14 @@ def format_table(result: dict[str, Any]) -> str:
             lines.append(f"{kind + ' ' + name:<20}{v['precision']:>7.3f}{v['recall']:>7.3f}{v['f1']:>7.3f}")
     lines.append(f"({result['reports']} gold reports, {result['missing_reports']} without labels; "
                  f"uncertain scored as {result['uncertain']})")
+    lines += [f"note: {n}" for n in result["notes"]]
     return "\n".join(lines)
 
 
 def list_errors(labels: str | Path, gold: str | Path, uncertain: str = "negative",
                 evidence: str | Path | None = None) -> pd.DataFrame:
     """Every false positive and false negative, with the mentions (sentence, assertion, rule) behind it."""
-    pred, truth, findings, _ = load_pair(labels, gold, uncertain)
+    pred, truth, findings, _, _ = load_pair(labels, gold, uncertain)
     rows = []
     for f in findings:
         for report_id in truth.index[(pred[f] == 1) & (truth[f] == 0)]:
@@ -103,7 +135,7 @@ def list_errors(labels: str | Path, gold: str | Path, uncertain: str = "negative
     frame = pd.DataFrame(rows, columns=["report_id", "finding", "error"])
     if evidence is None or frame.empty:
         return frame.assign(evidence="")
-    mentions = pq.read_table(evidence).to_pandas()
+    mentions = read_mentions(evidence)
     grouped = {key: " | ".join(f"[{r.assertion} by {r.rule}] {r.sentence}" for r in g.itertuples())
                for key, g in mentions.groupby(["report_id", "finding"])}
     frame["evidence"] = [grouped.get((r, f), "(not mentioned)") for r, f in zip(frame["report_id"], frame["finding"])]

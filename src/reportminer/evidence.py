@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cxrcore.errors import InputError
 
 MENTION_SCHEMA = pa.schema([
     ("report_id", pa.string()), ("finding", pa.string()), ("section", pa.string()),
     ("sentence_index", pa.int32()), ("start", pa.int32()), ("end", pa.int32()),
     ("text", pa.string()), ("sentence", pa.string()), ("assertion", pa.string()), ("rule", pa.string()),
 ])
+
+
+def read_mentions(path: str | Path) -> pd.DataFrame:
+    """A mentions.parquet (`--evidence`), checked to have the columns it must have."""
+    try:
+        frame = pq.read_table(path).to_pandas()
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise InputError(f"{path}: cannot read as Parquet ({exc}); --evidence wants the mentions.parquet of "
+                         f"`reportminer label --evidence`") from None
+    missing = [c for c in MENTION_SCHEMA.names if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing column {missing[0]!r}; --evidence wants the mentions.parquet of "
+                         f"`reportminer label --evidence`")
+    return frame

@@ -122,7 +122,7 @@ class Labeler:
         text = normalise(report.text, self.lexicon.placeholders)
         out = []
         for section, start, end in select_sections(report, self.lexicon.sections):
-            for a, b in split_sentences(text, start, end):
+            for a, b in split_sentences(text, start, end, self.lexicon.limits.sentence_chars):
                 out.append((section, len(out), a, text[a:b], report.text[a:b]))
         return out
 

@@ -108,6 +108,14 @@ class AssertionSettings:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Bounded work per report (labeler.yaml `limits`): longer reports are skipped, longer sentences cut."""
+
+    report_chars: int
+    sentence_chars: int
+
+
+@dataclass(frozen=True)
 class Lexicon:
     """Everything the labeler reads from the lexicon folder; frozen, so workers get exactly these rules."""
 
@@ -121,6 +129,7 @@ class Lexicon:
     no_finding: str
     parse: ParseSettings
     assertions: AssertionSettings
+    limits: Limits
     digest: str
     folder: str
 
@@ -299,7 +308,7 @@ def _one_bracket(sentence: str) -> bool:
 def _load_settings(path: Path) -> dict[str, Any]:
     data = _read_yaml(path)
     check = _Checker(path, data, "settings")
-    check.unknown({"sections", "precedence", "placeholders", "normal", "no_finding", "assertions", "parse"})
+    check.unknown({"sections", "precedence", "placeholders", "normal", "no_finding", "assertions", "parse", "limits"})
     sections = tuple(s.upper() for s in check.strings("sections", required=True))
     precedence = check.strings("precedence", required=True)
     if sorted(precedence) != sorted(ASSERTIONS):
@@ -326,7 +335,20 @@ def _load_settings(path: Path) -> dict[str, Any]:
         "no_finding": check.string("no_finding"),
         "assertions": _assertion_settings(path, _mapping(check, data, "assertions")),
         "parse": _parse_settings(path, _mapping(check, data, "parse")),
+        "limits": _limits(path, _mapping(check, data, "limits")),
     }
+
+
+def _limits(path: Path, block: dict[str, Any]) -> Limits:
+    check = _Checker(path, block, "limits")
+    check.unknown({"report_chars", "sentence_chars"})
+    values = {}
+    for key in ("report_chars", "sentence_chars"):
+        value = block.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 50:
+            raise check.fail(key, f"must be a whole number of characters, at least 50; got {value!r}")
+        values[key] = value
+    return Limits(**values)
 
 
 def _mapping(check: _Checker, data: dict[str, Any], key: str) -> dict[str, Any]:

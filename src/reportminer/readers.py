@@ -1,16 +1,21 @@
 """Inputs → `Report` records: NLM/OpenI XML folders, `.txt` folders, CSV, Parquet and JSONL tables.
 
-A report that cannot be read becomes a `Skipped` record naming the file (and row) and the reason,
-never an exception that stops the run and never a silent `None`.
+A report that cannot be used becomes a `Skipped` record naming the file (and row) and the reason,
+never an exception that stops the run and never a silent `None`: an unreadable file or folder, a
+wrong encoding, a broken XML file or JSONL line, a text cell that is not text, a report longer than
+the lexicon's `limits.report_chars`. Only a table that cannot be read at all (no `report_id`
+column, a text column of numbers) stops the run, with one line naming the file and column.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Any, Iterator, Union
 
 import pandas as pd
 import pyarrow as pa
@@ -20,7 +25,9 @@ from cxrcore.errors import InputError
 
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
                   ".jsonl": "jsonl", ".ndjson": "jsonl"}
+REPORT_SUFFIXES = (".xml", ".txt")
 OPTIONAL_COLUMNS = ("image_id", "patient_id", "image_path")
+MAX_BYTES_PER_CHAR = 4  # UTF-8: a file this many times the character limit cannot be within it
 
 
 @dataclass
@@ -50,30 +57,80 @@ class Skipped:
 Record = Union[Report, Skipped]
 
 
-def read_inputs(paths: list[str | Path], sections: tuple[str, ...], encoding: str = "utf-8") -> Iterator[Record]:
-    """Every report in every input, in a stable order (sorted file names within folders). `sections` are
-    the lexicon's labeled sections: a table's columns of those names (any case) are read as section text."""
+@dataclass(frozen=True)
+class ReadSettings:
+    """How inputs are read: the labeled sections (a table's columns of those names are section text),
+    the encoding of text files, and the longest report accepted (characters)."""
+
+    sections: tuple[str, ...] = ("FINDINGS", "IMPRESSION")
+    encoding: str = "utf-8"
+    max_chars: int = 100_000
+
+
+def read_inputs(paths: list[str | Path], settings: ReadSettings) -> Iterator[Record]:
+    """Every report in every input, in a stable order (sorted file names within folders)."""
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".xml", ".txt"))
-            if not files:
-                raise InputError(f"{path}: no .xml or .txt reports found in this folder")
-            for file in files:
-                yield from (read_xml(file) if file.suffix.lower() == ".xml" else read_txt(file, encoding))
+            yield from _read_folder(path, settings)
         elif path.is_file():
             kind = TABLE_SUFFIXES.get(path.suffix.lower())
-            if path.suffix.lower() == ".xml":
-                yield from read_xml(path)
-            elif path.suffix.lower() == ".txt":
-                yield from read_txt(path, encoding)
+            if path.suffix.lower() in REPORT_SUFFIXES:
+                yield from read_report_file(path, settings)
             elif kind:
-                yield from read_table(path, kind, sections, encoding)
+                yield from _bounded(read_table(path, kind, settings), settings.max_chars)
             else:
                 raise InputError(f"{path}: unknown input type; give a folder of .xml/.txt reports or a "
                                  f".csv, .parquet or .jsonl table")
+        elif path.exists():
+            raise InputError(f"{path}: not a regular file or folder; give a folder of reports or a table")
         else:
             raise InputError(f"{path}: no such file or folder")
+
+
+def _read_folder(path: Path, settings: ReadSettings) -> Iterator[Record]:
+    """The .xml/.txt files below `path`, sorted; an unreadable subfolder is named and skipped."""
+    found, problems = [], []
+    for root, dirs, files in os.walk(path, onerror=lambda exc: problems.append(exc)):
+        dirs.sort()
+        found += [Path(root) / f for f in files if f.lower().endswith(REPORT_SUFFIXES)]
+    for exc in problems:
+        yield Skipped(str(exc.filename), f"cannot read this folder ({exc.strerror}); its reports are left out")
+    if not found and not problems:
+        raise InputError(f"{path}: no .xml or .txt reports found in this folder")
+    for file in sorted(found):
+        yield from read_report_file(file, settings)
+
+
+def read_report_file(path: Path, settings: ReadSettings) -> Iterator[Record]:
+    """One .xml or .txt report file, read within the size limit."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+            yield Skipped(str(path), "not a regular file (a FIFO, device or socket); left out")
+            return
+        size = info.st_size
+        if size > settings.max_chars * MAX_BYTES_PER_CHAR:
+            yield Skipped(str(path), f"{size:,} bytes, longer than the {settings.max_chars:,} characters a report may "
+                                     f"have (labeler.yaml limits.report_chars)")
+            return
+        data = path.read_bytes()
+    except OSError as exc:
+        yield Skipped(str(path), f"cannot read ({exc.strerror})")
+        return
+    records = read_xml(path, data, settings.encoding) if path.suffix.lower() == ".xml" else \
+        read_txt(path, data, settings.encoding)
+    yield from _bounded(records, settings.max_chars)
+
+
+def _bounded(records: Iterator[Record], max_chars: int) -> Iterator[Record]:
+    """Reports over the length limit become named skips (one gigantic report never stops an archive)."""
+    for record in records:
+        if isinstance(record, Report) and len(record.text) > max_chars:
+            yield Skipped(record.source, f"report {record.report_id} has {len(record.text):,} characters, more than "
+                                         f"the {max_chars:,} a report may have (labeler.yaml limits.report_chars)")
+        else:
+            yield record
 
 
 def compose(sections: list[tuple[str, str]]) -> tuple[str, list[tuple[str, int, int]]]:
@@ -88,13 +145,36 @@ def compose(sections: list[tuple[str, str]]) -> tuple[str, list[tuple[str, int, 
     return "\n\n".join(parts), spans
 
 
-def read_xml(path: Path) -> Iterator[Record]:
-    """An NLM/OpenI report: `<uId id>`, `<AbstractText Label=...>` sections, `<parentImage id>` images."""
+def _not_text(path: Path | str, encoding: str, exc: UnicodeDecodeError) -> str:
+    return (f"not valid {encoding} (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            f"re-run with --encoding latin-1 (or the file's real encoding)")
+
+
+def read_xml(path: Path, data: bytes, encoding: str = "utf-8") -> Iterator[Record]:
+    """An NLM/OpenI report: `<uId id>`, `<AbstractText Label=...>` sections, `<parentImage id>` images.
+
+    A file that declares its encoding is read in it; one that does not and is not UTF-8 (which XML
+    then requires) is read in `--encoding`."""
     try:
-        root = ET.parse(path).getroot()
+        root = ET.fromstring(data)
     except ET.ParseError as exc:
-        yield Skipped(str(path), f"broken XML ({exc})")
-        return
+        declared = data.lstrip()[:100].startswith(b"<?xml") and b"encoding" in data.lstrip()[:100]
+        try:
+            data.decode("utf-8")
+            utf8 = True
+        except UnicodeDecodeError as bad:
+            utf8, decode_error = False, bad
+        if declared or utf8:
+            yield Skipped(str(path), f"broken XML ({exc})")
+            return
+        if encoding.replace("_", "-").lower() in ("utf-8", "utf8"):
+            yield Skipped(str(path), _not_text(path, encoding, decode_error))
+            return
+        try:
+            root = ET.fromstring(data.decode(encoding))
+        except (UnicodeDecodeError, ET.ParseError) as again:
+            yield Skipped(str(path), f"broken XML, also read as {encoding} ({again})")
+            return
     uid = root.find(".//uId")
     report_id = uid.get("id") if uid is not None and uid.get("id") else path.stem
     sections = [(a.get("Label") or "TEXT", a.text or "") for a in root.iter("AbstractText")]
@@ -109,16 +189,12 @@ def read_xml(path: Path) -> Iterator[Record]:
     yield Report(report_id=report_id, text=text, source=str(path), sections=spans, images=images)
 
 
-def read_txt(path: Path, encoding: str = "utf-8") -> Iterator[Record]:
+def read_txt(path: Path, data: bytes, encoding: str = "utf-8") -> Iterator[Record]:
     """A plain-text report; its id is the file's stem and sections are found by their headers."""
     try:
-        text = path.read_bytes().decode(encoding)
+        text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        yield Skipped(str(path), f"not valid {encoding} (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
-                                 f"re-run with --encoding latin-1 (or the file's real encoding)")
-        return
-    except OSError as exc:
-        yield Skipped(str(path), f"cannot read ({exc.strerror})")
+        yield Skipped(str(path), _not_text(path, encoding, exc))
         return
     if not text.strip():
         yield Skipped(str(path), "empty report")
@@ -126,78 +202,101 @@ def read_txt(path: Path, encoding: str = "utf-8") -> Iterator[Record]:
     yield Report(report_id=path.stem, text=text, source=str(path))
 
 
-def read_table(path: Path, kind: str, sections: tuple[str, ...], encoding: str = "utf-8") -> Iterator[Record]:
+def read_table(path: Path, kind: str, settings: ReadSettings) -> Iterator[Record]:
     """A table with `report_id` and `text` (or section columns), read in chunks; adjacent rows that share
     a report_id are that report's images (a report_id that comes back later is skipped, named)."""
     columns: dict[str, str] | None = None
     section_columns: list[str] = []
     current: Report | None = None
     finished: dict[str, str] = {}  # report_id → where it was read, to name a late repeat
-    for where, row in _table_rows(path, kind, encoding):
+    for where, row in _table_rows(path, kind, settings.encoding):
+        if isinstance(row, Skipped):
+            yield row
+            continue
         if columns is None:
             columns = {str(c).lower(): c for c in row}
-            section_columns = [s.lower() for s in sections if s.lower() in columns]
-            if "report_id" not in columns:
-                raise InputError(f"{path}: missing column 'report_id' (columns are: {', '.join(map(str, row))})")
-            if "text" not in columns and not section_columns:
-                raise InputError(f"{path}: missing column 'text' (or section columns: "
-                                 f"{', '.join(repr(s.lower()) for s in sections)}); columns are: {', '.join(map(str, row))}")
-
-        def get(name: str) -> str | None:
-            return _clean(row.get(columns[name])) if name in columns else None
-
-        report_id = get("report_id")
-        if report_id is None:
-            yield Skipped(where, "empty report_id")
+            section_columns = _check_columns(path, row, columns, settings.sections)
+        cells = _cells(row, columns, section_columns, settings.encoding)
+        if isinstance(cells, str):
+            yield Skipped(where, cells)
             continue
-        if "text" in columns:
-            text, spans = get("text") or "", None
-        else:
-            text, spans = compose([(s.upper(), get(s) or "") for s in section_columns])
-            spans = [s for s in spans if s[2] > s[1]]
-        if not text.strip() or (spans is not None and not spans):
-            yield Skipped(where, f"report {report_id}: empty report text")
+        record = _report_of(where, cells, section_columns)
+        if isinstance(record, Skipped):
+            yield record
             continue
-        image = (get("image_id"), get("image_path"))
-        if current is not None and current.report_id == report_id:
-            if current.text != text:
-                yield Skipped(where, f"report {report_id}: same report_id as {current.source} but different text")
-            elif any(image):
-                current.images.append(image)
+        if current is not None and current.report_id == record.report_id:
+            if current.text != record.text:
+                yield Skipped(where, f"report {record.report_id}: same report_id as {current.source} but different text")
+            current.images += record.images
             continue
-        if report_id in finished:
-            yield Skipped(where, f"report {report_id} was already read at {finished[report_id]}; "
+        if record.report_id in finished:
+            yield Skipped(where, f"report {record.report_id} was already read at {finished[record.report_id]}; "
                                  f"rows of one report must be adjacent")
             continue
         if current is not None:
             finished[current.report_id] = current.source
             yield current
-        current = Report(report_id=report_id, text=text, source=where, sections=spans,
-                         images=[image] if any(image) else [], patient_id=get("patient_id"))
+        current = record
     if current is not None:
         yield current
 
 
-def _table_rows(path: Path, kind: str, encoding: str, chunk: int = 10_000) -> Iterator[tuple[str, dict]]:
-    """(where, row) for each row, reading `chunk` rows at a time."""
+def _check_columns(path: Path, row: dict[str, Any], columns: dict[str, str], sections: tuple[str, ...]) -> list[str]:
+    section_columns = [s.lower() for s in sections if s.lower() in columns]
+    names = ", ".join(map(str, row))
+    if "report_id" not in columns:
+        raise InputError(f"{path}: missing column 'report_id' (columns are: {names})")
+    if "text" not in columns and not section_columns:
+        raise InputError(f"{path}: missing column 'text' (or section columns: "
+                         f"{', '.join(repr(s.lower()) for s in sections)}); columns are: {names}")
+    return section_columns
+
+
+def _cells(row: dict[str, Any], columns: dict[str, str], section_columns: list[str],
+           encoding: str) -> dict[str, str | None] | str:
+    """The row's cells as text (None for blank), or the reason the row cannot be used."""
+    wanted = ["report_id", "text", *section_columns, *OPTIONAL_COLUMNS]
+    out: dict[str, str | None] = {}
+    for name in wanted:
+        if name not in columns:
+            continue
+        value = row.get(columns[name])
+        if isinstance(value, bytes):
+            try:
+                value = value.decode(encoding)
+            except UnicodeDecodeError as exc:
+                return f"column {name!r}: {_not_text('', encoding, exc)}"
+        if value is not None and not isinstance(value, str) and not (isinstance(value, float) and pd.isna(value)):
+            if name in ("text", *section_columns) or not isinstance(value, (int, float)):
+                return f"column {name!r} holds {type(value).__name__} {str(value)[:40]!r}, not text"
+            value = str(value)  # a numeric id or path
+        out[name] = value if isinstance(value, str) and value.strip() else None
+    return out
+
+
+def _report_of(where: str, cells: dict[str, str | None], section_columns: list[str]) -> Report | Skipped:
+    report_id = cells.get("report_id")
+    if report_id is None:
+        return Skipped(where, "empty report_id")
+    if "text" in cells:
+        text, spans = cells["text"] or "", None
+    else:
+        text, spans = compose([(s.upper(), cells.get(s) or "") for s in section_columns])
+        spans = [s for s in spans if s[2] > s[1]]
+    if not text.strip() or (spans is not None and not spans):
+        return Skipped(where, f"report {report_id}: empty report text")
+    image = (cells.get("image_id"), cells.get("image_path"))
+    return Report(report_id=report_id, text=text, source=where, sections=spans,
+                  images=[image] if any(image) else [], patient_id=cells.get("patient_id"))
+
+
+def _table_rows(path: Path, kind: str, encoding: str, chunk: int = 10_000) -> Iterator[tuple[str, Any]]:
+    """(where, row) for each row, reading `chunk` rows at a time; a bad JSONL line is (where, Skipped)."""
     try:
         if kind == "parquet":
-            n = 0
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk):
-                for row in batch.to_pylist():
-                    yield f"{path}[row {n}]", row
-                    n += 1
+            yield from _parquet_rows(path, chunk)
         elif kind == "jsonl":
-            with path.open(encoding=encoding) as fh:
-                for n, line in enumerate(fh, 1):
-                    if line.strip():
-                        try:
-                            row = json.loads(line)
-                        except json.JSONDecodeError as exc:
-                            raise InputError(f"{path}:{n}: not a JSON object ({exc.msg})") from None
-                        if not isinstance(row, dict):
-                            raise InputError(f"{path}:{n}: not a JSON object")
-                        yield f"{path}:{n}", row
+            yield from _jsonl_rows(path, encoding)
         else:
             sep = "\t" if path.suffix.lower() == ".tsv" else ","
             n = 2
@@ -207,17 +306,39 @@ def _table_rows(path: Path, kind: str, encoding: str, chunk: int = 10_000) -> It
                     yield f"{path}:{n}", row
                     n += 1
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not valid {encoding} (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
-                         f"re-run with --encoding latin-1 (or the file's real encoding)") from None
+        raise InputError(f"{path}: {_not_text(path, encoding, exc)}") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: empty file (no header row)") from None
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise InputError(f"{path}: cannot read as {kind} ({exc})") from None
 
 
-def _clean(value: object) -> str | None:
-    """Table cells as text, with blanks and missing values as None."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return None
-    text = str(value)
-    return text if text.strip() else None
+def _parquet_rows(path: Path, chunk: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    table = pq.ParquetFile(path)
+    for column in table.schema_arrow:
+        text_like = pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or \
+            pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type) or pa.types.is_null(column.type)
+        if column.name.lower() == "text" and not text_like:
+            raise InputError(f"{path}: column {column.name!r} is {column.type}, not text; store the reports as strings")
+    n = 0
+    for batch in table.iter_batches(batch_size=chunk):
+        for row in batch.to_pylist():
+            yield f"{path}[row {n}]", row
+            n += 1
+
+
+def _jsonl_rows(path: Path, encoding: str) -> Iterator[tuple[str, Any]]:
+    with path.open(encoding=encoding) as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield where, Skipped(where, f"not a JSON object ({exc.msg}); the line is left out")
+                continue
+            if not isinstance(row, dict):
+                yield where, Skipped(where, f"not a JSON object but {type(row).__name__}; the line is left out")
+                continue
+            yield where, row

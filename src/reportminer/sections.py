@@ -45,13 +45,26 @@ def normalise(text: str, placeholders: tuple[Placeholder, ...]) -> str:
     return text
 
 
-def split_sentences(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
-    """Sentence (start, end) offsets within text[start:end], trimmed; bare list markers ("2.") dropped."""
+def split_sentences(text: str, start: int, end: int, max_chars: int) -> Iterator[tuple[int, int]]:
+    """Sentence (start, end) offsets within text[start:end], trimmed; bare list markers ("2.") dropped;
+    a sentence longer than `max_chars` cut at spaces into pieces no longer than that."""
     pos = start
     for m in SENTENCE_END.finditer(text, start, end):
-        yield from _trimmed(text, pos, m.start())
+        for a, b in _trimmed(text, pos, m.start()):
+            yield from _pieces(text, a, b, max_chars)
         pos = m.end()
-    yield from _trimmed(text, pos, end)
+    for a, b in _trimmed(text, pos, end):
+        yield from _pieces(text, a, b, max_chars)
+
+
+def _pieces(text: str, a: int, b: int, max_chars: int) -> Iterator[tuple[int, int]]:
+    """text[a:b] in pieces of at most `max_chars`, cut after the last space of each piece when it has one."""
+    while b - a > max_chars:
+        cut = text.rfind(" ", a + 1, a + max_chars)
+        cut = cut if cut > a else a + max_chars
+        yield from _trimmed(text, a, cut)
+        a = cut
+    yield from _trimmed(text, a, b)
 
 
 def _trimmed(text: str, a: int, b: int) -> Iterator[tuple[int, int]]:

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import cohen_kappa_score
 
 from cxrcore.labels import read_labels
-from cxrcore.output import atomic_path, atomic_text
+from cxrcore.output import Outputs, exclusive, make_folder
 from cxrcore.splits import SPLITS
 
 
@@ -129,8 +129,7 @@ def plot_counts(table: pd.DataFrame, path: str | Path) -> None:
 
 def _save(fig: Figure, path: str | Path) -> None:
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    fig.savefig(path, dpi=110, format="png")
 
 
 def dataset_card(path: Path, frame: pd.DataFrame, columns: list[str], meta: dict[str, str],
@@ -181,15 +180,18 @@ def write_stats(labels: str | Path, out_dir: str | Path, compare: str | Path | N
         other = read_labels(compare)
         shared = [f for f in findings if f in other.label_columns]
         agree = agreement(frame, other.frame, shared)
-    out.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name, table, index in (("counts.csv", count_table, False), ("multilabel.csv", multilabel(frame, findings), False),
-                               ("cooccurrence.csv", co, True), ("agreement.csv", agree, False)):
-        if table is not None:
-            atomic_text(out / name, table.to_csv(index=index))
-            written[name] = out / name
-    plot_cooccurrence(co, out / "cooccurrence.png")
-    plot_counts(count_table, out / "counts.png")
-    atomic_text(out / "dataset_card.md", dataset_card(labels, frame, columns, meta, count_table, co, agree))
-    written.update({n: out / n for n in ("cooccurrence.png", "counts.png", "dataset_card.md")})
-    return written
+    inputs = [labels, *([compare] if compare is not None else [])]
+    out = make_folder(out, inputs)
+    tables = {"counts.csv": (count_table, False), "multilabel.csv": (multilabel(frame, findings), False),
+              "cooccurrence.csv": (co, True), "agreement.csv": (agree, False)}
+    names = [n for n, (t, _) in tables.items() if t is not None] + ["cooccurrence.png", "counts.png", "dataset_card.md"]
+    with Outputs([out / n for n in names], inputs) as outputs, exclusive(out):
+        for name, (data, index) in tables.items():
+            if data is not None:
+                data.to_csv(outputs.path(out / name), index=index)
+        plot_cooccurrence(co, outputs.path(out / "cooccurrence.png"))
+        plot_counts(count_table, outputs.path(out / "counts.png"))
+        card = dataset_card(labels, frame, columns, meta, count_table, co, agree)
+        Path(outputs.path(out / "dataset_card.md")).write_text(card, encoding="utf-8")
+        outputs.commit()
+    return {n: out / n for n in names}
