@@ -42,7 +42,7 @@ def real_sections(folder: Path) -> dict[str, list[list[str]]]:
             name = (node.get("Label") or "").lower()
             if name in out and node.text and node.text.strip():
                 text = node.text.strip()
-                out[name].append([text[a:b] for a, b in split_sentences(text, 0, len(text))])
+                out[name].append([text[a:b] for a, b in split_sentences(text, 0, len(text), len(text) + 1)])
     return out
 
 
