@@ -14,7 +14,7 @@ EXPECTED = list(csv.DictReader((SAMPLES / "expected.csv").open()))
 
 @pytest.fixture(scope="module")
 def sample_labels(labeler):
-    reports = list(read_inputs([SAMPLES / "reports"], ReadSettings(labeler.lexicon.sections)))
+    reports = list(read_inputs([SAMPLES / "reports"], ReadSettings(labeler.lexicon.sections.table_columns)))
     return {done.report.report_id: done for done in labeler.label(reports)}
 
 
@@ -60,8 +60,8 @@ def test_repeated_sentences_are_decided_once(lexicon, nlp):
     ([("Effusion", "negative")], {"Effusion": 0, "No_Finding": 1}),
     ([], {"Effusion": None, "No_Finding": 1}),
 ])
-def test_aggregation_precedence(pairs, expected):
-    labels = aggregate(pairs, ["Effusion"], ("positive", "uncertain", "negative"), "No_Finding")
+def test_aggregation_precedence(pairs, expected, lexicon):
+    labels = aggregate(pairs, ["Effusion"], ("positive", "uncertain", "negative"), lexicon.schema)
     assert labels == expected
 
 

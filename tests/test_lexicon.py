@@ -28,7 +28,7 @@ def test_findings_follow_the_spec_order():
 def test_the_papers_rules_are_all_there():
     ids = {r.id for r in LEXICON.rules}
     for rule in ["neg.no", "neg.without", "neg.clear_of", "neg.without_evidence", "neg.no_evidence_of",
-                 "unc.cannot_exclude", "unc.suggest", "unc.modal", "unc.difficult_to_exclude", "unc.versus"]:
+                 "unc.cannot_exclude", "unc.suggest", "unc.modal", "unc.difficult_to_exclude", "hedge.versus"]:
         assert rule in ids
 
 

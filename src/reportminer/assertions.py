@@ -41,8 +41,13 @@ def matching_rules(graph: nx.MultiDiGraph, head: int, lexicon: Lexicon) -> Itera
                 break
 
 
-def decide(graph: nx.MultiDiGraph, head: int, lexicon: Lexicon, sign: bool = False) -> tuple[str, str]:
-    """(assertion, rule id) for the mention whose head token is `head`; `sign` for an indirect sign."""
+def decide(graph: nx.MultiDiGraph, head: int, lexicon: Lexicon, sign: bool = False,
+           absent: bool = False) -> tuple[str, str]:
+    """(assertion, rule id) for the mention whose head token is `head`; `sign` for an indirect sign,
+    `absent` for a statement that the finding is absent (decided by the statement, not by rules). An
+    asserted mention in a sentence asked as a question ("?pneumonia", "Effusion?") becomes `query`."""
+    if absent:
+        return lexicon.assertions.absent_kind, lexicon.assertions.absent_rule
     found = next(matching_rules(graph, head, lexicon), None)
     if found is None:
         kind, rule = lexicon.assertions.default_kind, lexicon.assertions.default_rule
@@ -50,4 +55,14 @@ def decide(graph: nx.MultiDiGraph, head: int, lexicon: Lexicon, sign: bool = Fal
         kind, rule = found[0].kind, found[0].id
     if sign and kind == "positive":
         return lexicon.assertions.sign_kind, lexicon.assertions.sign_rule
+    if kind == "positive" and _asked(graph):
+        return lexicon.assertions.query_kind, lexicon.assertions.query_rule
     return kind, rule
+
+
+def _asked(graph: nx.MultiDiGraph) -> bool:
+    """The sentence begins or ends with a question mark."""
+    words = [graph.nodes[n]["text"] for n in sorted(graph.nodes)]
+    while words and words[-1] in (".", ";", ","):
+        words.pop()
+    return bool(words) and (words[0].startswith("?") or words[-1].endswith("?"))

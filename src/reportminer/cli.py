@@ -19,7 +19,7 @@ from cxrcore.output import Outputs
 
 from . import __version__
 from .labeler import METHODS
-from .lexicon import Lexicon, load_lexicon
+from .lexicon import DEFAULT_SCHEMA, Lexicon, load_lexicon, schemas
 from .parse import DEFAULT_MODEL
 from .readers import read_inputs
 
@@ -51,7 +51,9 @@ def main() -> None:
 @click.option("--evidence", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write every mention with its sentence and the rule that decided it.")
 @click.option("--lexicon", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Lexicon folder (findings.yaml, labeler.yaml, rules/); default: the one shipped.")
+              help="Lexicon folder (labeler.yaml, rules/, schemas/); default: the one shipped.")
+@click.option("--schema", default=DEFAULT_SCHEMA, show_default=True,
+              help="Label schema: a folder of the lexicon's schemas/ (chestxray14, chexpert).")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Installed spaCy pipeline to parse with.")
 @click.option("--assertions", "method", type=click.Choice(METHODS), default="rules", show_default=True,
               help="How mentions are decided: graph rules, keyword (all positive) or negex (baseline).")
@@ -66,19 +68,20 @@ def main() -> None:
               help="Reports per work unit (and per resumable part).")
 @click.option("--resume", is_flag=True, help="Continue a run that was stopped, skipping the chunks it finished.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, lexicon: Path | None, model: str,
-          method: str, encoding: str, workers: int, engine: str, scheduler: str | None, chunk_size: int,
+def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, lexicon: Path | None, schema: str,
+          model: str, method: str, encoding: str, workers: int, engine: str, scheduler: str | None, chunk_size: int,
           resume: bool, quiet: bool) -> None:
     """Label reports in INPUTS (folders of .xml/.txt, or .csv/.parquet/.jsonl tables)."""
     from .engine import Settings, fingerprint, make_engine, run_labeling
     from .readers import ReadSettings
 
-    lex = load_lexicon(lexicon)
+    lex = load_lexicon(lexicon, schema)
     if lexicon is not None:
         _require_examples(lex, model)
     settings = Settings(lexicon=lex, model=model, method=method)
     state = fingerprint(list(inputs), settings, chunk_size, evidence is not None, encoding)
-    meta = {"version": __version__, "lexicon": lex.folder, "lexicon_digest": lex.digest, "parser_package": model,
+    meta = {"version": __version__, "lexicon": lex.folder, "schema": schema, "lexicon_digest": lex.digest,
+            "parser_package": model,
             "assertions": method, "inputs": [str(p) for p in inputs], "label_columns": lex.label_columns,
             "no_finding": lex.no_finding}
     runner = make_engine(engine, workers, scheduler)
@@ -86,7 +89,7 @@ def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, lexicon
         with _progress(quiet) as progress:
             task = progress.add_task("labeling", total=None)
             outcome = run_labeling(
-                read_inputs(list(inputs), ReadSettings(lex.sections, encoding, lex.limits.report_chars)), output,
+                read_inputs(list(inputs), ReadSettings(lex.sections.table_columns, encoding, lex.limits.report_chars)), output,
                 evidence, settings, meta, lex.label_columns, runner, state, chunk_size, resume,
                 on_skip=lambda r: say(f"skipped {r.source}: {r.reason}"), on_progress=lambda n: progress.advance(task, n),
                 inputs=inputs)
@@ -109,8 +112,8 @@ def _require_examples(lexicon: Lexicon, model: str) -> None:
 
     _, failures = check_lexicon(lexicon, load_model(model))
     if failures:
-        raise LexiconError(f"{failures[0]}; run `reportminer check-lexicon {lexicon.folder}` to see all "
-                           f"{len(failures)} problems")
+        raise LexiconError(f"{failures[0]}; run `reportminer check-lexicon {lexicon.folder} --schema "
+                           f"{lexicon.schema.name}` to see all {len(failures)} problems")
 
 
 class _RateColumn(ProgressColumn):
@@ -182,9 +185,10 @@ def _beside(path: Path, name: str) -> Path | None:
               help="NIH BBox_List_2017.csv: write a clean boxes table (boxes.csv) beside the output.")
 @click.option("--lexicon", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Lexicon folder giving the finding names (default: the one shipped).")
+@click.option("--schema", default=DEFAULT_SCHEMA, show_default=True, help="The lexicon's schema giving the finding names.")
 def dataset(labels: Path | None, output: Path, manifest: Path | None, nih: Path | None, train_val_list: Path | None,
             test_list: Path | None, val_fraction: float, split_fractions: str, seed: int, frontal_only: bool,
-            boxes: Path | None, lexicon: Path | None) -> None:
+            boxes: Path | None, lexicon: Path | None, schema: str) -> None:
     """Build a dataset (labels + patient-safe split) from LABELS + --manifest, or from --nih."""
     from cxrcore.boxes import read_boxes
     from cxrcore.output import exclusive
@@ -200,7 +204,7 @@ def dataset(labels: Path | None, output: Path, manifest: Path | None, nih: Path 
         raise click.UsageError("--train-val-list and --test-list go together")
     inputs = [p for p in (labels, manifest, nih, train_val_list, test_list, boxes) if p is not None]
     boxes_target = output.with_name("boxes.csv") if boxes is not None else None
-    lex = load_lexicon(lexicon)
+    lex = load_lexicon(lexicon, schema)
     with Outputs([output, boxes_target], inputs) as outputs, exclusive(output):
         frame, columns, source = _dataset_rows(labels, manifest, nih, lex)
         if frontal_only:
@@ -276,21 +280,24 @@ def stats(labels: Path, out_dir: Path, compare: Path | None) -> None:
 
 @main.command("check-lexicon")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--schema", "only", help="Check this schema only (default: every schema in the folder).")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Installed spaCy pipeline to parse with.")
-def check_lexicon_command(folder: Path, model: str) -> None:
-    """Validate a lexicon FOLDER and run every example in it through the real labeler."""
+def check_lexicon_command(folder: Path, only: str | None, model: str) -> None:
+    """Validate a lexicon FOLDER and run every example in it (each schema) through the real labeler."""
     from .lexicon_check import check_lexicon
     from .parse import load_model
 
-    lex = load_lexicon(folder)
-    count, failures = check_lexicon(lex, load_model(model))
-    for failure in failures:
-        click.echo(str(failure))
-    summary = (f"{folder}: {len(lex.findings)} findings, {len(lex.rules)} rules, {count} examples: "
-               + (f"{len(failures)} do not behave as written" if failures else "every one behaves as written"))
-    if failures:
-        raise click.ClickException(summary)
-    click.echo(summary)
+    nlp, bad = load_model(model), 0
+    for name in [only] if only else schemas(folder) or [DEFAULT_SCHEMA]:
+        lex = load_lexicon(folder, name)
+        count, failures = check_lexicon(lex, nlp)
+        for failure in failures:
+            click.echo(str(failure))
+        click.echo(f"{folder} ({name}): {len(lex.findings)} findings, {len(lex.rules)} rules, {count} examples: "
+                   + (f"{len(failures)} do not behave as written" if failures else "every one behaves as written"))
+        bad += len(failures)
+    if bad:
+        raise click.ClickException(f"{bad} examples do not behave as written (listed above)")
 
 
 @main.command()
@@ -298,14 +305,15 @@ def check_lexicon_command(folder: Path, model: str) -> None:
 @click.option("--finding", help="Explain only the mentions of this finding.")
 @click.option("--lexicon", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Lexicon folder (default: the one shipped).")
+@click.option("--schema", default=DEFAULT_SCHEMA, show_default=True, help="The lexicon's schema.")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Installed spaCy pipeline to parse with.")
-def explain(sentence: str, finding: str | None, lexicon: Path | None, model: str) -> None:
+def explain(sentence: str, finding: str | None, lexicon: Path | None, schema: str, model: str) -> None:
     """Show how SENTENCE is labeled: its mentions, the parse around each, every rule that matched, the decision."""
     from .explain import describe
     from .labeler import Labeler
     from .parse import load_model
 
-    lex = load_lexicon(lexicon)
+    lex = load_lexicon(lexicon, schema)
     if finding is not None and finding not in lex.finding_names:
         raise click.BadParameter(f"{finding!r} is not a finding of this lexicon ({', '.join(lex.finding_names)})",
                                  param_hint="--finding")

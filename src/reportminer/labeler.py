@@ -13,6 +13,7 @@ words, since the pattern may contain the cue itself.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
@@ -114,7 +115,7 @@ class Labeler:
                     mentions.append(Mention(finding, section, index, offset + a, offset + b,
                                             report.text[offset + a:offset + b], original, assertion, rule))
             labels = aggregate(((m.finding, m.assertion) for m in mentions), self.lexicon.finding_names,
-                               self.lexicon.precedence, self.lexicon.no_finding)
+                               self.lexicon.precedence, self.lexicon.schema)
             yield Labeled(report, labels, mentions)
 
     def _layout(self, report: Report) -> list[tuple[str, int, int, str, str]]:
@@ -123,8 +124,16 @@ class Labeler:
         out = []
         for section, start, end in select_sections(report, self.lexicon.sections):
             for a, b in split_sentences(text, start, end, self.lexicon.limits.sentence_chars):
-                out.append((section, len(out), a, text[a:b], report.text[a:b]))
+                out.append((section, len(out), a, self._cased(text[a:b]), report.text[a:b]))
         return out
+
+    def _cased(self, sentence: str) -> str:
+        """The sentence as parsed: in lower case when it is all capitals (and lowering keeps its length)."""
+        if self.lexicon.parse.lowercase_all_caps and sentence.isupper():
+            lowered = sentence.lower()
+            if len(lowered) == len(sentence):
+                return lowered
+        return sentence
 
     def _decide(self, sentences: list[str]) -> None:
         """Fill the cache for sentences not yet seen; only those naming a finding are parsed."""
@@ -144,7 +153,7 @@ class Labeler:
         parsed = parse_mentions(self.nlp, [(s, matches) for s, matches, _ in needing_parse], self.lexicon.parse,
                                 self.batch_size)
         for (sentence, matches, normal), (graph, heads) in zip(needing_parse, parsed):
-            decisions = [(m.finding, m.start, m.end, *decide(graph, head, self.lexicon, m.sign))
+            decisions = [(m.finding, m.start, m.end, *decide(graph, head, self.lexicon, m.sign, m.absent))
                          for m, head in zip(matches, heads)]
             self._cache[sentence] = decisions + normal
 
@@ -152,12 +161,13 @@ class Labeler:
     def explain(self, sentences: list[str]) -> list[list[Explanation]]:
         """For each sentence, each mention with the rules that matched it and the decision the labeler makes
         (the same `decide` as labeling: an explanation never disagrees with a label)."""
-        items = [(text, self.finder.find(text)) for text in (normalise(s, self.lexicon.placeholders) for s in sentences)]
+        texts = [self._cased(normalise(s, self.lexicon.placeholders)) for s in sentences]
+        items = [(text, self.finder.find(text)) for text in texts]
         out = []
         for (text, matches), (graph, heads) in zip(items, parse_mentions(self.nlp, items, self.lexicon.parse)):
             parsed = mask_mentions(text, matches, self.lexicon.parse)[0]
             out.append([Explanation(m, parsed, graph, head, list(matching_rules(graph, head, self.lexicon)),
-                                    *decide(graph, head, self.lexicon, m.sign)) for m, head in zip(matches, heads)])
+                                    *decide(graph, head, self.lexicon, m.sign, m.absent)) for m, head in zip(matches, heads)])
         return out
 
 
@@ -190,7 +200,7 @@ def mask_mentions(sentence: str, matches: list[Match], settings: ParseSettings) 
             return
         start = min(matches[i].start for i in group)
         end = max(matches[i].end for i in group)
-        pieces.append(sentence[pos:start])
+        pieces.append(reword(sentence[pos:start], settings))
         out_len += start - pos
         if all(matches[i].maskable for i in group):
             word = settings.mask_plural if _plural(sentence[start:end], settings) else settings.mask_singular
@@ -209,8 +219,22 @@ def mask_mentions(sentence: str, matches: list[Match], settings: ParseSettings) 
         group.append(i)
         group_end = max(group_end, matches[i].end)
     flush()
-    pieces.append(sentence[pos:])
+    pieces.append(reword(sentence[pos:], settings))
     return "".join(pieces), spans
+
+
+def reword(text: str, settings: ParseSettings) -> str:
+    """Words the small parser misreads replaced by words of the same length it reads as meant (labeler.yaml
+    `parse.replace`: "trace left effusion" parses with "left" as a verb, "trace west effusion" as meant)."""
+    for word, replacement in settings.replace:
+        text = re.sub(rf"\b{re.escape(word)}\b", lambda m: _same_case(m.group(), replacement), text, flags=re.IGNORECASE)
+    return text
+
+
+def _same_case(original: str, replacement: str) -> str:
+    if original.isupper():
+        return replacement.upper()
+    return replacement.capitalize() if original[:1].isupper() else replacement
 
 
 def _plural(text: str, settings: ParseSettings) -> bool:

@@ -23,7 +23,7 @@ from .patterns import Pattern, parse_pattern
 
 ASSERTIONS = ("positive", "negative", "uncertain")
 RULE_ID = re.compile(r"^[a-z]+(\.[a-z0-9_]+)+$")
-FINDING_NAME = re.compile(r"^[A-Z][A-Za-z_]*$")
+FINDING_NAME = re.compile(r"^[A-Z][A-Za-z_]*(?: [A-Z][A-Za-z_]*)*$")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Finding:
     patterns: tuple[str, ...]
     exclusions: tuple[str, ...]
     signs: tuple[str, ...]  # indirect signs: a positive one makes the finding only uncertain
+    absent: tuple[str, ...]  # regular expressions for statements that the finding is absent
     should_find: tuple[str, ...]  # example sentences in which the [bracketed] words name this finding
     should_not_find: tuple[str, ...]  # example sentences in which nothing names it
     source: str  # file:line, for messages
@@ -92,6 +93,8 @@ class ParseSettings:
     clause_heads: tuple[str, ...]
     sibling_relations: tuple[str, ...]
     list_breakers: tuple[str, ...]
+    lowercase_all_caps: bool
+    replace: tuple[tuple[str, str], ...]  # (word, same-length word the parser reads as meant)
     examples: tuple[Example, ...]
 
 
@@ -103,8 +106,45 @@ class AssertionSettings:
     default_rule: str
     sign_kind: str
     sign_rule: str
+    absent_kind: str
+    absent_rule: str
+    query_kind: str
+    query_rule: str
     phrase_links: tuple[str, ...]
     examples: tuple[Example, ...]
+
+
+@dataclass(frozen=True)
+class ReportExample:
+    """A whole report and the labels the labeler must give it (finding → 1, 0, -1 or None)."""
+
+    report: str
+    labels: tuple[tuple[str, int | None], ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class SectionSettings:
+    """Which parts of a report are labeled (labeler.yaml `sections`).
+
+    `labeled` maps each header a report may use (upper case) to the section it names (FINDINGS or
+    IMPRESSION); `never` lists headers whose text is never labeled (history, indication...). Text
+    under no header is labeled as `untitled` when the report has no findings-like section."""
+
+    labeled: tuple[tuple[str, str], ...]  # (alias, section)
+    never: tuple[str, ...]
+    untitled: str
+    body: str  # the section whose absence makes untitled text the report's body
+    examples: tuple[ReportExample, ...]
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        return dict(self.labeled)
+
+    @property
+    def table_columns(self) -> tuple[str, ...]:
+        """Table columns read as section text: each labeled header in lower case, spaces as underscores."""
+        return tuple(alias.lower().replace(" ", "_") for alias, _ in self.labeled)
 
 
 @dataclass(frozen=True)
@@ -116,22 +156,39 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Schema:
+    """How mentions become one row of labels (schemas/NAME/schema.yaml): the no-finding column, and
+    which findings imply others (CheXpert's Lung Opacity from Edema, Consolidation...)."""
+
+    name: str
+    no_finding: str
+    ignore: tuple[str, ...]  # findings that do not make a study abnormal (CheXpert: Support Devices)
+    uncertain_value: int | None  # no-finding value when nothing is positive but something is uncertain
+    abnormal_value: int | None  # no-finding value when something is positive
+    implies: tuple[tuple[str, tuple[str, ...]], ...]  # (parent, children): a child's 1 or -1 reaches its parent
+
+
+@dataclass(frozen=True)
 class Lexicon:
     """Everything the labeler reads from the lexicon folder; frozen, so workers get exactly these rules."""
 
     findings: tuple[Finding, ...]
     rules: tuple[Rule, ...]
-    sections: tuple[str, ...]
+    sections: SectionSettings
     precedence: tuple[str, ...]
     placeholders: tuple[Placeholder, ...]
     normal_phrases: tuple[str, ...]
     normal_rule: str
-    no_finding: str
+    schema: Schema
     parse: ParseSettings
     assertions: AssertionSettings
     limits: Limits
     digest: str
     folder: str
+
+    @property
+    def no_finding(self) -> str:
+        return self.schema.no_finding
 
     @property
     def finding_names(self) -> list[str]:
@@ -142,39 +199,57 @@ class Lexicon:
         return self.finding_names + [self.no_finding]
 
 
+DEFAULT_SCHEMA = "chestxray14"
+
+
 def default_folder() -> Path:
     """The lexicon that ships with the package."""
     return Path(str(resources.files("reportminer.lexicons")))
 
 
-def load_lexicon(folder: str | Path | None = None) -> Lexicon:
-    """Load and validate `findings.yaml`, `labeler.yaml` and every `rules/*.yaml` in `folder`."""
+def schemas(folder: str | Path | None = None) -> list[str]:
+    """The schemas a lexicon folder offers (its `schemas/NAME/` folders)."""
+    root = Path(folder) if folder is not None else default_folder()
+    return sorted(p.name for p in (root / "schemas").glob("*") if (p / "findings.yaml").is_file())
+
+
+def load_lexicon(folder: str | Path | None = None, schema: str = DEFAULT_SCHEMA) -> Lexicon:
+    """Load and validate a lexicon folder for one schema: `labeler.yaml` and `rules/*.yaml` (shared by
+    every schema), `schemas/SCHEMA/findings.yaml` and `schemas/SCHEMA/schema.yaml`."""
     root = Path(folder) if folder is not None else default_folder()
     if not root.is_dir():
-        raise LexiconError(f"{root}: lexicon folder not found; pass --lexicon with a folder holding findings.yaml")
-    findings_file = root / "findings.yaml"
+        raise LexiconError(f"{root}: lexicon folder not found; pass --lexicon with a folder holding labeler.yaml")
+    schema_dir = root / "schemas" / schema
+    findings_file, schema_file = schema_dir / "findings.yaml", schema_dir / "schema.yaml"
     settings_file = root / "labeler.yaml"
     rule_files = sorted((root / "rules").glob("*.yaml"))
-    for required in (findings_file, settings_file):
+    if not schema_dir.is_dir():
+        raise LexiconError(f"{root}: no schema {schema!r} (schemas/{schema}/ is missing); this folder offers: "
+                           f"{', '.join(schemas(root)) or 'none'}")
+    for required in (findings_file, schema_file, settings_file):
         if not required.is_file():
-            raise LexiconError(f"{required}: missing; a lexicon folder needs findings.yaml, labeler.yaml and rules/*.yaml")
+            raise LexiconError(f"{required}: missing; a lexicon folder needs labeler.yaml, rules/*.yaml and "
+                               f"schemas/NAME/findings.yaml and schema.yaml")
     if not rule_files:
         raise LexiconError(f"{root / 'rules'}: no rule files (*.yaml) found")
 
     findings = _load_findings(findings_file)
     settings = _load_settings(settings_file)
+    settings["schema"] = _load_schema(schema_file, schema, [f.name for f in findings])
     rules: list[Rule] = []
     for path in rule_files:
-        rules.extend(_load_rules(path))
+        rules.extend(_load_rules(path, schema))
     seen = {settings["normal_rule"]: f"{settings_file} (normal)",
             settings["assertions"].default_rule: f"{settings_file} (assertions.default)",
-            settings["assertions"].sign_rule: f"{settings_file} (assertions.sign)"}
+            settings["assertions"].sign_rule: f"{settings_file} (assertions.sign)",
+            settings["assertions"].absent_rule: f"{settings_file} (assertions.absent)",
+            settings["assertions"].query_rule: f"{settings_file} (assertions.query)"}
     for rule in rules:
         if rule.id in seen:
             raise LexiconError(f"{rule.source}: {rule.id} -> id: already defined at {seen[rule.id]}")
         seen[rule.id] = rule.source
 
-    files = [findings_file, settings_file, *rule_files]
+    files = [findings_file, schema_file, settings_file, *rule_files]
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
@@ -263,24 +338,25 @@ def _load_findings(path: Path) -> list[Finding]:
         if not isinstance(entry, dict):
             raise LexiconError(f"{path}: findings[{n}] must be a mapping with name and synonyms")
         check = _Checker(path, entry, f"findings[{n}]")
-        check.unknown({"name", "synonyms", "patterns", "exclusions", "signs", "examples", "note"})
+        check.unknown({"name", "synonyms", "patterns", "exclusions", "signs", "absent", "examples", "note"})
         name = check.string("name")
         check = _Checker(path, entry, name)
         if not FINDING_NAME.match(name):
-            raise check.fail("name", f"{name!r} must be a word such as Pleural_Thickening (letters and _)")
+            raise check.fail("name", f"{name!r} must be capitalised words such as Pleural_Thickening or Lung Opacity")
         if name in {f.name for f in out}:
             raise check.fail("name", "finding defined twice")
         synonyms = check.strings("synonyms", required=True)
-        patterns = check.strings("patterns")
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise check.fail("patterns", f"{pattern!r} is not a valid regular expression ({exc})") from None
+        patterns, absent = check.strings("patterns"), check.strings("absent")
+        for key, regexes in (("patterns", patterns), ("absent", absent)):
+            for pattern in regexes:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise check.fail(key, f"{pattern!r} is not a valid regular expression ({exc})") from None
         match, no_match = _examples(path, entry, name, bracketed_no_match=False)
         out.append(Finding(name=name, synonyms=tuple(s.lower() for s in synonyms), patterns=patterns,
                            exclusions=tuple(s.lower() for s in check.strings("exclusions")),
-                           signs=tuple(s.lower() for s in check.strings("signs")), should_find=match,
+                           signs=tuple(s.lower() for s in check.strings("signs")), absent=absent, should_find=match,
                            should_not_find=no_match, source=f"{path}:{entry['__line__']}"))
     return out
 
@@ -308,8 +384,8 @@ def _one_bracket(sentence: str) -> bool:
 def _load_settings(path: Path) -> dict[str, Any]:
     data = _read_yaml(path)
     check = _Checker(path, data, "settings")
-    check.unknown({"sections", "precedence", "placeholders", "normal", "no_finding", "assertions", "parse", "limits"})
-    sections = tuple(s.upper() for s in check.strings("sections", required=True))
+    check.unknown({"sections", "precedence", "placeholders", "normal", "assertions", "parse", "limits"})
+    sections = _section_settings(path, _mapping(check, data, "sections"))
     precedence = check.strings("precedence", required=True)
     if sorted(precedence) != sorted(ASSERTIONS):
         raise check.fail("precedence", f"must order exactly {', '.join(ASSERTIONS)}, got {list(precedence)}")
@@ -332,11 +408,86 @@ def _load_settings(path: Path) -> dict[str, Any]:
         "placeholders": tuple(placeholders),
         "normal_phrases": tuple(p.lower() for p in normal_check.strings("phrases")),
         "normal_rule": _rule_id(normal_check, "rule"),
-        "no_finding": check.string("no_finding"),
         "assertions": _assertion_settings(path, _mapping(check, data, "assertions")),
         "parse": _parse_settings(path, _mapping(check, data, "parse")),
         "limits": _limits(path, _mapping(check, data, "limits")),
     }
+
+
+def _section_settings(path: Path, block: dict[str, Any]) -> SectionSettings:
+    check = _Checker(path, block, "sections")
+    check.unknown({"labeled", "never", "untitled", "body", "examples"})
+    labeled_block = _mapping(check, block, "labeled")
+    labeled: list[tuple[str, str]] = []
+    for section, aliases in labeled_block.items():
+        if section == "__line__":
+            continue
+        names = _Checker(path, labeled_block, f"sections.labeled.{section}").strings(section, required=True)
+        labeled += [(alias.upper(), str(section).upper()) for alias in names]
+    never = tuple(n.upper() for n in check.strings("never"))
+    seen: dict[str, str] = {}
+    for alias, section in labeled + [(n, "never") for n in never]:
+        if alias in seen:
+            raise check.fail("labeled", f"header {alias!r} is listed twice ({seen[alias]} and {section})")
+        seen[alias] = section
+    body = check.string("body").upper()
+    if body not in {s for _, s in labeled}:
+        raise check.fail("body", f"{body!r} must be one of the labeled sections ({', '.join(sorted(set(seen.values()) - {'never'}))})")
+    return SectionSettings(labeled=tuple(labeled), never=never, untitled=check.string("untitled").upper(), body=body,
+                           examples=_report_examples(path, block))
+
+
+def _report_examples(path: Path, block: dict[str, Any]) -> tuple[ReportExample, ...]:
+    check = _Checker(path, block, "sections")
+    entries = block.get("examples")
+    if not isinstance(entries, list) or not entries:
+        raise check.fail("examples", "needs a list of {report, labels} entries showing which text is labeled")
+    out = []
+    for n, item in enumerate(entries, 1):
+        if not isinstance(item, dict):
+            raise check.fail("examples", f"entry {n} must be a mapping with report and labels")
+        sub = _Checker(path, item, f"sections.examples[{n}]")
+        sub.unknown({"report", "labels"})
+        report = sub.string("report")
+        labels = item.get("labels")
+        if not isinstance(labels, dict) or not all(v in (1, 0, -1, None) for k, v in labels.items() if k != "__line__"):
+            raise sub.fail("labels", "must map findings to 1, 0, -1 or null")
+        out.append(ReportExample(report, tuple((k, v) for k, v in labels.items() if k != "__line__"),
+                                 f"{path}:{item['__line__']}"))
+    return tuple(out)
+
+
+def _load_schema(path: Path, name: str, findings: list[str]) -> Schema:
+    data = _read_yaml(path)
+    check = _Checker(path, data, "schema")
+    check.unknown({"no_finding", "implies", "note"})
+    block = _mapping(check, data, "no_finding")
+    sub = _Checker(path, block, "no_finding")
+    sub.unknown({"column", "ignore", "uncertain", "abnormal"})
+    column = sub.string("column")
+    if column in findings:
+        raise sub.fail("column", f"{column!r} is also a finding in findings.yaml")
+    ignore = sub.strings("ignore")
+    values = {}
+    for key in ("uncertain", "abnormal"):
+        value = block.get(key)
+        if value not in (0, -1, None) or isinstance(value, bool):
+            raise sub.fail(key, f"must be 0, -1 or null, got {value!r}")
+        values[key] = value
+    implies = []
+    for parent, children in (data.get("implies") or {}).items():
+        if parent == "__line__":
+            continue
+        kids = _Checker(path, data["implies"], f"implies.{parent}").strings(parent, required=True)
+        for finding in (parent, *kids):
+            if finding not in findings:
+                raise check.fail("implies", f"{finding!r} is not a finding of {path.parent / 'findings.yaml'}")
+        implies.append((parent, kids))
+    for finding in ignore:
+        if finding not in findings:
+            raise sub.fail("ignore", f"{finding!r} is not a finding of {path.parent / 'findings.yaml'}")
+    return Schema(name=name, no_finding=column, ignore=ignore, uncertain_value=values["uncertain"],
+                  abnormal_value=values["abnormal"], implies=tuple(implies))
 
 
 def _limits(path: Path, block: dict[str, Any]) -> Limits:
@@ -400,17 +551,32 @@ def _settings_examples(path: Path, block: dict[str, Any], ident: str) -> tuple[E
 
 def _assertion_settings(path: Path, block: dict[str, Any]) -> AssertionSettings:
     check = _Checker(path, block, "assertions")
-    check.unknown({"default", "sign", "phrase_links", "examples"})
+    check.unknown({"default", "sign", "absent", "query", "phrase_links", "examples"})
     default_kind, default_rule = _decision(path, check, block, "default")
     sign_kind, sign_rule = _decision(path, check, block, "sign")
+    absent_kind, absent_rule = _decision(path, check, block, "absent")
+    query_kind, query_rule = _decision(path, check, block, "query")
     return AssertionSettings(default_kind=default_kind, default_rule=default_rule, sign_kind=sign_kind,
-                             sign_rule=sign_rule, phrase_links=check.strings("phrase_links"),
+                             sign_rule=sign_rule, absent_kind=absent_kind, absent_rule=absent_rule,
+                             query_kind=query_kind, query_rule=query_rule,
+                             phrase_links=check.strings("phrase_links"),
                              examples=_settings_examples(path, block, "assertions"))
 
 
 def _parse_settings(path: Path, block: dict[str, Any]) -> ParseSettings:
     check = _Checker(path, block, "parse")
-    check.unknown({"mask", "lists", "examples"})
+    check.unknown({"mask", "lists", "lowercase_all_caps", "replace", "examples"})
+    replace = []
+    for word, replacement in (block.get("replace") or {}).items():
+        if word == "__line__":
+            continue
+        if not isinstance(replacement, str) or len(replacement) != len(str(word)) or not str(word).isalpha():
+            raise check.fail("replace", f"{word!r} → {replacement!r}: a word and a replacement of the same length "
+                                        f"(offsets must not move)")
+        replace.append((str(word).lower(), replacement.lower()))
+    lowercase = block.get("lowercase_all_caps", False)
+    if not isinstance(lowercase, bool):
+        raise check.fail("lowercase_all_caps", f"must be true or false, got {lowercase!r}")
     mask = _Checker(path, _mapping(check, block, "mask"), "parse.mask")
     mask.unknown({"singular", "plural", "plural_endings", "singular_endings"})
     lists = _Checker(path, _mapping(check, block, "lists"), "parse.lists")
@@ -420,11 +586,13 @@ def _parse_settings(path: Path, block: dict[str, Any]) -> ParseSettings:
         plural_endings=mask.strings("plural_endings", required=True), singular_endings=mask.strings("singular_endings"),
         list_links=lists.strings("links", required=True), shared_dependents=lists.strings("shared_dependents"),
         clause_heads=lists.strings("clause_heads"), sibling_relations=lists.strings("sibling_relations"),
-        list_breakers=tuple(w.lower() for w in lists.strings("breakers")),
+        list_breakers=tuple(w.lower() for w in lists.strings("breakers")), lowercase_all_caps=lowercase,
+        replace=tuple(replace),
         examples=_settings_examples(path, block, "parse"))
 
 
-def _load_rules(path: Path) -> list[Rule]:
+def _load_rules(path: Path, schema: str) -> list[Rule]:
+    """The rules of one file, each with its kind for `schema` (`schema_kinds` overrides `kind`)."""
     data = _read_yaml(path)
     entries = data.get("rules")
     if not isinstance(entries, list):
@@ -436,10 +604,15 @@ def _load_rules(path: Path) -> list[Rule]:
         check = _Checker(path, entry, f"rules[{n}]")
         rule_id = check.string("id")
         check = _Checker(path, entry, rule_id)
-        check.unknown({"id", "kind", "priority", "pattern", "examples", "note"})
+        check.unknown({"id", "kind", "schema_kinds", "priority", "pattern", "examples", "note"})
         if not RULE_ID.match(rule_id):
             raise check.fail("id", "must look like neg.no_evidence_of (lower case, dot-separated)")
         kind = _kind(check)
+        schema_kinds = entry.get("schema_kinds") or {}
+        if not isinstance(schema_kinds, dict) or any(k != "__line__" and v not in ASSERTIONS for k, v in schema_kinds.items()):
+            raise check.fail("schema_kinds", f"must map schema names to one of {', '.join(ASSERTIONS)}")
+        if schema in schema_kinds:
+            kind = schema_kinds[schema]
         priority = entry.get("priority")
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise check.fail("priority", f"must be an integer (higher wins), got {priority!r}")

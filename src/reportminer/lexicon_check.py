@@ -52,12 +52,30 @@ def unbracket(example: str) -> tuple[str, tuple[int, int]]:
 
 def check_lexicon(lexicon: Lexicon, nlp: Language) -> tuple[int, list[Failure]]:
     """(number of examples checked, the failures) for every example in the lexicon."""
-    failures = finding_failures(lexicon)
+    failures = finding_failures(lexicon) + report_failures(lexicon, nlp)
     examples = cases(lexicon)
     for found in check_cases(lexicon, nlp, examples):
         failures += found
-    count = len(examples) + sum(len(f.should_find) + len(f.should_not_find) for f in lexicon.findings)
+    count = (len(examples) + sum(len(f.should_find) + len(f.should_not_find) for f in lexicon.findings)
+             + len(lexicon.sections.examples))
     return count, failures
+
+
+def report_failures(lexicon: Lexicon, nlp: Language) -> list[Failure]:
+    """The whole-report examples (labeler.yaml `sections.examples`) whose labels differ from those written."""
+    from .readers import Report
+
+    examples = lexicon.sections.examples
+    reports = [Report(f"example{n}", ex.report, ex.source) for n, ex in enumerate(examples)]
+    out = []
+    for example, done in zip(examples, Labeler(lexicon, nlp).label(reports)):
+        for finding, wanted in example.labels:
+            if finding not in done.labels:
+                out.append(Failure(example.source, f"{finding!r} is not a label of this lexicon"))
+            elif done.labels[finding] != wanted:
+                out.append(Failure(example.source, f"{example.report!r}: {finding} is {done.labels[finding]}, "
+                                                   f"not {wanted} as written"))
+    return out
 
 
 def check_cases(lexicon: Lexicon, nlp: Language, examples: list[Case]) -> list[list[Failure]]:

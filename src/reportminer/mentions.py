@@ -25,6 +25,7 @@ class Match:
     end: int
     maskable: bool = True  # found by a synonym (a noun phrase), not by a free-form pattern
     sign: bool = False  # an indirect sign of the finding, not its name
+    absent: bool = False  # a statement that the finding is absent ("heart size is normal")
 
 
 def _phrase_regex(phrase: str) -> str:
@@ -53,25 +54,26 @@ class MentionFinder:
 
     def __init__(self, lexicon: Lexicon) -> None:
         self._findings = [(f.name, _alternation(f.synonyms), _alternation((), f.patterns), _alternation(f.signs),
-                           _alternation(f.exclusions)) for f in lexicon.findings]
+                           _alternation((), f.absent), _alternation(f.exclusions)) for f in lexicon.findings]
         self._normal = _alternation(lexicon.normal_phrases)
         self.no_finding = lexicon.no_finding
         # One cheap test per sentence before any per-finding work.
         self._any = _alternation(tuple(s for f in lexicon.findings for s in f.synonyms + f.signs),
-                                 tuple(p for f in lexicon.findings for p in f.patterns))
+                                 tuple(p for f in lexicon.findings for p in f.patterns + f.absent))
 
     def find(self, text: str) -> list[Match]:
         """Mentions of findings in `text`, in order of position."""
         if self._any is None or not self._any.search(text):
             return []
         out: list[Match] = []
-        for name, synonyms, patterns, signs, exclusion in self._findings:
+        for name, synonyms, patterns, signs, absent, exclusion in self._findings:
             excluded = [(m.start(), m.end()) for m in exclusion.finditer(text)] if exclusion else []
             found = [Match(name, m.start(), m.end()) for m in synonyms.finditer(text)] if synonyms else []
-            for regex, extra_kind in ((patterns, {"maskable": False}), (signs, {"sign": True})):
+            for regex, extra_kind in ((patterns, {"maskable": False}), (signs, {"sign": True}),
+                                      (absent, {"absent": True, "maskable": False})):
                 if regex is None:
                     continue
-                # A pattern or sign replaces the synonym mentions it covers ("heart is not enlarged").
+                # A pattern, sign or absence statement replaces the mentions it covers ("heart is not enlarged").
                 extra = [Match(name, m.start(), m.end(), **extra_kind) for m in regex.finditer(text)]
                 found = [f for f in found if not any(e.start <= f.start and f.end <= e.end for e in extra)] + extra
             out.extend(m for m in found if not any(a < m.end and m.start < b for a, b in excluded))

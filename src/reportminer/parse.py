@@ -59,9 +59,11 @@ def sentence_graph(sent: Doc | Span, settings: ParseSettings) -> nx.MultiDiGraph
     """The sentence as a graph: a node per token (index within the sentence), an edge head → child."""
     graph = nx.MultiDiGraph()
     offset = sent[0].i if len(sent) else 0
+    original = {replacement: word for word, replacement in settings.replace}
     for tok in sent:
         graph.add_node(tok.i - offset, text=tok.text, lower=tok.lower_, lemma=tok.lemma_.lower(),
-                       tag=tok.tag_, pos=tok.pos_, dep=tok.dep_, idx=tok.idx)
+                       tag=tok.tag_, pos=tok.pos_, dep=tok.dep_, idx=tok.idx,
+                       word=original.get(tok.lower_, tok.lower_))  # the report's word, before `parse.replace`
     for tok in sent:
         if tok.head.i != tok.i:
             graph.add_edge(tok.head.i - offset, tok.i - offset, dep=tok.dep_)

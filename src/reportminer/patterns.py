@@ -8,7 +8,8 @@ A pattern is a walk through the graph that passes through the mention `X`:
     X <-*+- {lemma:suggest|suspect}          some ancestor of X is "suggest" or "suspect"
 
 Nodes: `X` (the mention's head token), `*` (any token), or `{attr:v1|v2, attr:...}` with attr one
-of lemma, lower, tag, pos, dep (a token's own relation to its head). A value may end with `*` to
+of lemma, lower, tag, pos, dep (a token's own relation to its head), word (the report's own word,
+lower case, where `lower` is what the parser read after labeler.yaml `parse.replace`). A value may end with `*` to
 match a prefix.  Edges: `-LABELS->` (left governs right) or `<-LABELS-` (right governs left), LABELS
 being `*` or `a|b|prep_*`; a trailing `+` (`-*+->`) allows one or more hops.  Every token appears at
 most once in a match.
@@ -24,7 +25,7 @@ import networkx as nx
 
 from .errors import PatternError
 
-NODE_ATTRS = ("lemma", "lower", "tag", "pos", "dep")
+NODE_ATTRS = ("lemma", "lower", "tag", "pos", "dep", "word")
 
 
 @dataclass(frozen=True)

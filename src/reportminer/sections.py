@@ -1,40 +1,82 @@
-"""Reports → the spans to label (FINDINGS, IMPRESSION by default) → sentences, all as offsets.
+"""Reports → the spans to label → sentences, all as offsets into the report's own text.
 
-Offsets always point into the report's own text, so evidence can be shown in place. De-identification
-placeholders (`XXXX`) are rewritten to a plain word of no greater length before parsing, so a parser
-sees "no sign of effusion" where the report says "no XXXX of effusion" and nothing shifts.
+Which spans are labeled is lexicon data (labeler.yaml `sections`): headers that open a labeled
+section (FINDINGS, IMPRESSION and their other names), headers whose text is never labeled
+(HISTORY, INDICATION...), and what happens to text under no header. Offsets always point into the
+report's own text, so evidence can be shown in place. De-identification placeholders (`XXXX`, `___`)
+are rewritten to a plain word of no greater length before parsing, so nothing shifts.
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Iterator
 
-from .lexicon import Placeholder
+from .lexicon import Placeholder, SectionSettings
 from .readers import Report
 
-# A header is a capitalised word or two at the start of a line, followed by a colon.
-HEADER = re.compile(r"(?m)^[ \t]*([A-Z][A-Z ]{2,30}?)[ \t]*:")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=[ \t]*(?:\d+[.)]|[-*•])\s)")
 LIST_MARKER = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s*$")
+Span = tuple[str, int, int]  # (section, start, end)
 
 
-def find_sections(report: Report) -> list[tuple[str, int, int]]:
-    """Named sections of a report: given by the reader, else found from `HEADER:` lines."""
+@lru_cache(maxsize=8)
+def _header_regex(settings: SectionSettings) -> re.Pattern[str]:
+    names = sorted({a for a, _ in settings.labeled} | set(settings.never), key=len, reverse=True)
+    alternatives = "|".join(re.escape(n).replace(r"\ ", r"[ \t]+") for n in names)
+    return re.compile(rf"(?im)^[ \t]*({alternatives})[ \t]*:")
+
+
+def find_sections(report: Report, settings: SectionSettings) -> list[tuple[str, int, int]]:
+    """(header as written, upper case; body start; body end) for each known section of the report: given
+    by the reader (XML, table columns), else found from header lines. A never-labeled section written
+    on its header's line ends with that line."""
     if report.sections is not None:
-        return report.sections
-    found = [(m.group(1).strip().upper(), m.start(), m.end()) for m in HEADER.finditer(report.text)]
+        return [(name.upper().replace("_", " "), a, b) for name, a, b in report.sections]
+    text = report.text
+    found = [(" ".join(m.group(1).upper().split()), m.start(), m.end()) for m in _header_regex(settings).finditer(text)]
     out = []
     for n, (name, _, body_start) in enumerate(found):
-        end = found[n + 1][1] if n + 1 < len(found) else len(report.text)
+        end = found[n + 1][1] if n + 1 < len(found) else len(text)
+        line_end = text.find("\n", body_start, end)
+        if name in settings.never and line_end != -1 and text[body_start:line_end].strip():
+            end = line_end
         out.append((name, body_start, end))
     return out
 
 
-def select_sections(report: Report, wanted: tuple[str, ...]) -> list[tuple[str, int, int]]:
-    """The wanted sections in report order; the whole text (as section TEXT) when it has none of them."""
-    chosen = [s for s in find_sections(report) if s[0] in wanted and s[2] > s[1]]
-    return chosen or [("TEXT", 0, len(report.text))]
+def select_sections(report: Report, settings: SectionSettings) -> list[Span]:
+    """The spans to label, in report order: every labeled section under its own name (FINDINGS,
+    IMPRESSION), and text under no header as `untitled` when the report has no `body` section."""
+    sections = find_sections(report, settings)
+    aliases = settings.aliases
+    chosen = [(aliases[name], a, b) for name, a, b in sections if name in aliases and b > a]
+    if any(section == settings.body for section, _, _ in chosen):
+        return chosen
+    if report.sections is not None:  # a reader's sections tile the report: unknown ones are untitled text
+        untitled = [(settings.untitled, a, b) for name, a, b in sections
+                    if name not in aliases and name not in settings.never and b > a]
+    else:
+        untitled = _gaps(report.text, [(a - _header_length(report.text, a), b) for _, a, b in sections],
+                         settings.untitled)
+    return sorted(chosen + untitled, key=lambda span: span[1])
+
+
+def _gaps(text: str, covered: list[tuple[int, int]], name: str) -> list[Span]:
+    """The non-blank stretches of `text` outside the covered (start, end) spans."""
+    out, pos = [], 0
+    for a, b in sorted(covered) + [(len(text), len(text))]:
+        if a > pos and text[pos:a].strip():
+            out.append((name, pos, a))
+        pos = max(pos, b)
+    return out
+
+
+def _header_length(text: str, body_start: int) -> int:
+    """How far back from a section's body its header line starts."""
+    line_start = text.rfind("\n", 0, body_start) + 1
+    return body_start - line_start
 
 
 def normalise(text: str, placeholders: tuple[Placeholder, ...]) -> str:
