@@ -58,7 +58,7 @@ def copy_lexicon(tmp_path: Path) -> Path:
 def test_a_rule_shadowed_by_a_higher_one_is_reported(tmp_path, nlp):
     """The rule's pattern still matches its example, but a higher rule decides it: that is a failure."""
     folder = broken(tmp_path, "rules/uncertainty.yaml", "    priority: 80\n", "    priority: 30\n")  # unc.cannot_exclude
-    _, failures = check_lexicon(load_lexicon(folder), nlp)
+    _, failures, _ = check_lexicon(load_lexicon(folder), nlp)
     messages = [str(f) for f in failures]
     assert any("unc.cannot_exclude: '[Pneumonia] cannot be excluded.': decided negative by neg.negated_predicate, "
                "not uncertain by unc.cannot_exclude (rules that match: neg.negated_predicate (50), unc.modal (40), "
@@ -76,7 +76,7 @@ def test_equal_priorities_that_both_match_are_refused(tmp_path, nlp):
     examples:
       match: ["No focal [consolidation]."]
 ''')
-    _, failures = check_lexicon(load_lexicon(folder), nlp)
+    _, failures, _ = check_lexicon(load_lexicon(folder), nlp)
     assert any("neg.no and neg.no_twin both match with priority 50; only file order would decide" in str(f)
                for f in failures), [str(f) for f in failures]
 
@@ -84,7 +84,7 @@ def test_equal_priorities_that_both_match_are_refused(tmp_path, nlp):
 def test_parse_settings_are_data_that_the_labeler_uses(tmp_path, nlp):
     """Without "but" among the list breakers, "no X, but Y" negates Y: the example written for it fails."""
     folder = broken(tmp_path, "labeler.yaml", "breakers: [but, yet, although]", "breakers: [yet, although]")
-    _, failures = check_lexicon(load_lexicon(folder), nlp)
+    _, failures, _ = check_lexicon(load_lexicon(folder), nlp)
     assert [f.message for f in failures] == [
         "'No focal consolidation but mild [atelectasis].': decided negative by neg.no, not positive by pos.default "
         "(rules that match: neg.no (50))",

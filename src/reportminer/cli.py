@@ -110,7 +110,7 @@ def _require_examples(lexicon: Lexicon, model: str) -> None:
     from .lexicon_check import check_lexicon
     from .parse import load_model
 
-    _, failures = check_lexicon(lexicon, load_model(model))
+    _, failures, _ = check_lexicon(lexicon, load_model(model), strict=False)
     if failures:
         raise LexiconError(f"{failures[0]}; run `reportminer check-lexicon {lexicon.folder} --schema "
                            f"{lexicon.schema.name}` to see all {len(failures)} problems")
@@ -287,15 +287,20 @@ def check_lexicon_command(folder: Path, only: str | None, model: str) -> None:
     from .lexicon_check import check_lexicon
     from .parse import load_model
 
-    nlp, bad = load_model(model), 0
-    for name in [only] if only else schemas(folder) or [DEFAULT_SCHEMA]:
+    nlp, bad, names = load_model(model), 0, [only] if only else schemas(folder) or [DEFAULT_SCHEMA]
+    not_applying: set[str] | None = None
+    for name in names:
         lex = load_lexicon(folder, name)
-        count, failures = check_lexicon(lex, nlp)
+        count, failures, skipped = check_lexicon(lex, nlp, strict=len(names) == 1)
+        not_applying = skipped if not_applying is None else not_applying & skipped
         for failure in failures:
             click.echo(str(failure))
         click.echo(f"{folder} ({name}): {len(lex.findings)} findings, {len(lex.rules)} rules, {count} examples: "
                    + (f"{len(failures)} do not behave as written" if failures else "every one behaves as written"))
         bad += len(failures)
+    for key in sorted(not_applying or ()):
+        click.echo(f"{key}: names no finding of any schema ({', '.join(names)})")
+        bad += 1
     if bad:
         raise click.ClickException(f"{bad} examples do not behave as written (listed above)")
 

@@ -8,6 +8,11 @@
 - A settings example (labeler.yaml): the mention gets its `kind` (and `rule`).
 - Two rules of equal priority that both match one example are refused: only file order would decide
   between them.
+
+Rules and labeler.yaml are shared by every schema of a lexicon folder, and their examples name findings
+of one schema or another: with `strict=False`, an example whose [bracketed] words name nothing in
+this schema (or a report example's label this schema lacks) is left out and returned as `skipped`;
+`check-lexicon` then requires every example to apply to at least one schema.
 """
 
 from __future__ import annotations
@@ -43,6 +48,15 @@ class Case:
     kind: str | None
     expect_rule: bool = True
 
+    @property
+    def shown(self) -> str:
+        a, b = self.span
+        return f"{self.sentence[:a]}[{self.sentence[a:b]}]{self.sentence[b:]}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.where}: {self.shown}"
+
 
 def unbracket(example: str) -> tuple[str, tuple[int, int]]:
     """The sentence without its [brackets], and the bracketed span in it."""
@@ -50,19 +64,29 @@ def unbracket(example: str) -> tuple[str, tuple[int, int]]:
     return example[:a] + example[a + 1:b] + example[b + 1:], (a, b - 1)
 
 
-def check_lexicon(lexicon: Lexicon, nlp: Language) -> tuple[int, list[Failure]]:
-    """(number of examples checked, the failures) for every example in the lexicon."""
-    failures = finding_failures(lexicon) + report_failures(lexicon, nlp)
+def check_lexicon(lexicon: Lexicon, nlp: Language, strict: bool = True) -> tuple[int, list[Failure], set[str]]:
+    """(number of examples checked, the failures, the shared examples left out as not applying to this
+    schema) for every example in the lexicon."""
+    skipped: set[str] = set()
+    failures = finding_failures(lexicon) + report_failures(lexicon, nlp, None if strict else skipped)
     examples = cases(lexicon)
-    for found in check_cases(lexicon, nlp, examples):
-        failures += found
+    for case, found in zip(examples, check_cases(lexicon, nlp, examples)):
+        if found is None:
+            if strict:
+                failures.append(Failure(case.where, f"{case.shown!r}: no finding is named at the [brackets] "
+                                                    f"(see findings.yaml)"))
+            else:
+                skipped.add(case.key)
+        else:
+            failures += found
     count = (len(examples) + sum(len(f.should_find) + len(f.should_not_find) for f in lexicon.findings)
-             + len(lexicon.sections.examples))
-    return count, failures
+             + len(lexicon.sections.examples) - len(skipped))
+    return count, failures, skipped
 
 
-def report_failures(lexicon: Lexicon, nlp: Language) -> list[Failure]:
-    """The whole-report examples (labeler.yaml `sections.examples`) whose labels differ from those written."""
+def report_failures(lexicon: Lexicon, nlp: Language, skipped: set[str] | None = None) -> list[Failure]:
+    """The whole-report examples (labeler.yaml `sections.examples`) whose labels differ from those written.
+    With `skipped`, a label this schema lacks is recorded there instead of failing."""
     from .readers import Report
 
     examples = lexicon.sections.examples
@@ -71,15 +95,19 @@ def report_failures(lexicon: Lexicon, nlp: Language) -> list[Failure]:
     for example, done in zip(examples, Labeler(lexicon, nlp).label(reports)):
         for finding, wanted in example.labels:
             if finding not in done.labels:
-                out.append(Failure(example.source, f"{finding!r} is not a label of this lexicon"))
+                if skipped is None:
+                    out.append(Failure(example.source, f"{finding!r} is not a label of this lexicon"))
+                else:
+                    skipped.add(f"{example.source}: {finding}")
             elif done.labels[finding] != wanted:
                 out.append(Failure(example.source, f"{example.report!r}: {finding} is {done.labels[finding]}, "
                                                    f"not {wanted} as written"))
     return out
 
 
-def check_cases(lexicon: Lexicon, nlp: Language, examples: list[Case]) -> list[list[Failure]]:
-    """The failures of each sentence example (an empty list where it behaves as written)."""
+def check_cases(lexicon: Lexicon, nlp: Language, examples: list[Case]) -> list[list[Failure] | None]:
+    """The failures of each sentence example (an empty list where it behaves as written; None where its
+    [bracketed] words name no finding of this schema)."""
     explained = Labeler(lexicon, nlp).explain([c.sentence for c in examples])
     return [_case_failures(case, mentions) for case, mentions in zip(examples, explained)]
 
@@ -99,11 +127,11 @@ def cases(lexicon: Lexicon) -> list[Case]:
     return out
 
 
-def _case_failures(case: Case, mentions: list[Explanation]) -> list[Failure]:
-    shown = case.sentence[:case.span[0]] + "[" + case.sentence[case.span[0]:case.span[1]] + "]" + case.sentence[case.span[1]:]
+def _case_failures(case: Case, mentions: list[Explanation]) -> list[Failure] | None:
+    shown = case.shown
     mention = _mention_at(mentions, case.span)
     if mention is None:
-        return [Failure(case.where, f"{shown!r}: no finding is named at the [brackets] (see findings.yaml)")]
+        return None
     out = []
     matched = ", ".join(f"{r.id} ({r.priority})" for r, _, _ in mention.matched) or "none"
     if case.expect_rule:
