@@ -15,13 +15,11 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 from cxrcore.cli import EXIT_SKIPPED, OneLineErrors, printable
-from cxrcore.output import Outputs
+from cxrcore.output import Outputs, json_text
 
 from . import __version__
-from .labeler import METHODS
+from .choices import DEFAULT_MODEL, FORMATS, METHODS
 from .lexicon import DEFAULT_SCHEMA, Lexicon, load_lexicon, schemas
-from .parse import DEFAULT_MODEL
-from .readers import read_inputs
 
 err = Console(stderr=True, highlight=False)
 
@@ -50,6 +48,9 @@ def main() -> None:
               help="labels.parquet to write (one row per image, or per report when images are unknown).")
 @click.option("--evidence", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write every mention with its sentence and the rule that decided it.")
+@click.option("--format", "output_format", type=click.Choice(FORMATS), default="parquet", show_default=True,
+              help="parquet (SPEC.md's labels.parquet), or chexpert-csv: the CheXpert labeler's CSV layout, one row "
+                   "per report (Reports, then each label as 1.0, 0.0, -1.0 or blank).")
 @click.option("--lexicon", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Lexicon folder (labeler.yaml, rules/, schemas/); default: the one shipped.")
 @click.option("--schema", default=DEFAULT_SCHEMA, show_default=True,
@@ -68,17 +69,17 @@ def main() -> None:
               help="Reports per work unit (and per resumable part).")
 @click.option("--resume", is_flag=True, help="Continue a run that was stopped, skipping the chunks it finished.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, lexicon: Path | None, schema: str,
-          model: str, method: str, encoding: str, workers: int, engine: str, scheduler: str | None, chunk_size: int,
-          resume: bool, quiet: bool) -> None:
+def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, output_format: str, lexicon: Path | None,
+          schema: str, model: str, method: str, encoding: str, workers: int, engine: str, scheduler: str | None,
+          chunk_size: int, resume: bool, quiet: bool) -> None:
     """Label reports in INPUTS (folders of .xml/.txt, or .csv/.parquet/.jsonl tables)."""
     from .engine import Settings, fingerprint, make_engine, run_labeling
-    from .readers import ReadSettings
+    from .readers import ReadSettings, read_inputs
 
     lex = load_lexicon(lexicon, schema)
     if lexicon is not None:
         _require_examples(lex, model)
-    settings = Settings(lexicon=lex, model=model, method=method)
+    settings = Settings(lexicon=lex, model=model, method=method, report_text=output_format == "chexpert-csv")
     state = fingerprint(list(inputs), settings, chunk_size, evidence is not None, encoding)
     meta = {"version": __version__, "lexicon": lex.folder, "schema": schema, "lexicon_digest": lex.digest,
             "parser_package": model,
@@ -139,23 +140,40 @@ def _progress(quiet: bool) -> Progress:
               help="Write every false positive and negative (CSV), with evidence when mentions.parquet is beside LABELS or given.")
 @click.option("--evidence", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="mentions.parquet to explain errors with (default: mentions.parquet beside LABELS, if any).")
+@click.option("--attributes", "attributes_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Gold side/severity/change (report_id, finding, side, severity, change) to score the evidence's "
+                   "attributes against.")
 def evaluate(labels: Path, gold: Path, uncertain: str, json_path: Path | None, errors_path: Path | None,
-             evidence: Path | None) -> None:
+             evidence: Path | None, attributes_path: Path | None) -> None:
     """Precision, recall and F1 of LABELS against GOLD (report_id + 1/0/-1/blank per finding)."""
-    from .evaluate import evaluate_files, format_table, list_errors
+    from .evaluate import evaluate_attributes, evaluate_files, format_attributes, format_table, list_errors
 
     evidence = evidence or _beside(labels, "mentions.parquet")
+    if attributes_path and evidence is None:
+        raise click.UsageError("--attributes needs the labels' mentions.parquet (--evidence)")
     with Outputs([json_path, errors_path], [labels, gold, *([evidence] if evidence else [])]) as outputs:
         result = evaluate_files(labels, gold, uncertain=uncertain)
         click.echo(format_table(result))
+        if attributes_path:
+            result["attributes"] = evaluate_attributes(evidence, attributes_path, _labels_lexicon(labels))
+            click.echo(format_attributes(result["attributes"]))
         if json_path:
-            Path(outputs.path(json_path)).write_text(json.dumps(result, indent=2), encoding="utf-8")
+            Path(outputs.path(json_path)).write_text(json_text(result), encoding="utf-8")
         if errors_path:
             frame = list_errors(labels, gold, uncertain=uncertain, evidence=evidence)
             frame.to_csv(outputs.path(errors_path), index=False)
         outputs.commit()
     if errors_path:
         say(f"{len(frame)} errors → {errors_path}")
+
+
+def _labels_lexicon(labels: Path) -> Lexicon:
+    """The lexicon a labels file was made with (its metadata), else the shipped one."""
+    from cxrcore.output import read_metadata
+
+    meta = read_metadata(labels)
+    folder = meta.get("lexicon")
+    return load_lexicon(folder if folder and Path(folder).is_dir() else None, meta.get("schema", DEFAULT_SCHEMA))
 
 
 def _beside(path: Path, name: str) -> Path | None:
@@ -172,6 +190,14 @@ def _beside(path: Path, name: str) -> Path | None:
               help="CSV of images for LABELS: report_id, image_id, patient_id, image_path (view_position, split optional).")
 @click.option("--nih", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="NIH Data_Entry_2017*.csv(.gz): build the dataset from NIH's own labels instead of LABELS.")
+@click.option("--chexpert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A CheXpert label CSV (train.csv, valid.csv): build the dataset from it (schema chexpert).")
+@click.option("--mimic-labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="MIMIC-CXR-JPG mimic-cxr-2.0.0-chexpert.csv (or -negbio.csv), with --mimic-metadata.")
+@click.option("--mimic-metadata", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="MIMIC-CXR-JPG mimic-cxr-2.0.0-metadata.csv: the images of each study.")
+@click.option("--mimic-split", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="MIMIC-CXR-JPG mimic-cxr-2.0.0-split.csv: the official split (validate becomes val).")
 @click.option("--train-val-list", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="NIH train_val_list.txt (with --test-list): the official split.")
 @click.option("--test-list", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="NIH test_list.txt.")
@@ -185,28 +211,37 @@ def _beside(path: Path, name: str) -> Path | None:
               help="NIH BBox_List_2017.csv: write a clean boxes table (boxes.csv) beside the output.")
 @click.option("--lexicon", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Lexicon folder giving the finding names (default: the one shipped).")
-@click.option("--schema", default=DEFAULT_SCHEMA, show_default=True, help="The lexicon's schema giving the finding names.")
-def dataset(labels: Path | None, output: Path, manifest: Path | None, nih: Path | None, train_val_list: Path | None,
-            test_list: Path | None, val_fraction: float, split_fractions: str, seed: int, frontal_only: bool,
-            boxes: Path | None, lexicon: Path | None, schema: str) -> None:
-    """Build a dataset (labels + patient-safe split) from LABELS + --manifest, or from --nih."""
+@click.option("--schema", show_default="chexpert for --chexpert and --mimic-labels, else chestxray14",
+              help="The lexicon's schema giving the finding names.")
+def dataset(labels: Path | None, output: Path, manifest: Path | None, nih: Path | None, chexpert: Path | None,
+            mimic_labels: Path | None, mimic_metadata: Path | None, mimic_split: Path | None,
+            train_val_list: Path | None, test_list: Path | None, val_fraction: float, split_fractions: str, seed: int,
+            frontal_only: bool, boxes: Path | None, lexicon: Path | None, schema: str | None) -> None:
+    """Build a dataset (labels + patient-safe split) from LABELS + --manifest, or from --nih, --chexpert or
+    --mimic-labels with --mimic-metadata."""
     from cxrcore.boxes import read_boxes
     from cxrcore.output import exclusive
     from cxrcore.splits import SPLITS, split_summary
 
     from . import dataset as ds
 
-    if (nih is None) == (labels is None):
-        raise click.UsageError("give either LABELS with --manifest, or --nih Data_Entry_2017.csv")
+    sources = [s for s in (labels, nih, chexpert, mimic_labels) if s is not None]
+    if len(sources) != 1:
+        raise click.UsageError("give one source: LABELS with --manifest, --nih Data_Entry_2017.csv, --chexpert "
+                               "train.csv, or --mimic-labels with --mimic-metadata")
+    if (mimic_labels is None) != (mimic_metadata is None):
+        raise click.UsageError("--mimic-labels and --mimic-metadata go together")
     if labels is not None and manifest is None:
         raise click.UsageError("LABELS needs --manifest (the images of each report)")
     if (train_val_list is None) != (test_list is None):
         raise click.UsageError("--train-val-list and --test-list go together")
-    inputs = [p for p in (labels, manifest, nih, train_val_list, test_list, boxes) if p is not None]
+    inputs = [p for p in (labels, manifest, nih, chexpert, mimic_labels, mimic_metadata, mimic_split, train_val_list,
+                          test_list, boxes) if p is not None]
     boxes_target = output.with_name("boxes.csv") if boxes is not None else None
-    lex = load_lexicon(lexicon, schema)
+    lex = load_lexicon(lexicon, schema or ("chexpert" if chexpert or mimic_labels else DEFAULT_SCHEMA))
     with Outputs([output, boxes_target], inputs) as outputs, exclusive(output):
-        frame, columns, source = _dataset_rows(labels, manifest, nih, lex)
+        frame, columns, source = _dataset_rows(labels, manifest, nih, chexpert, (mimic_labels, mimic_metadata,
+                                                                               mimic_split), lex)
         if frontal_only:
             frame = ds.keep_frontal(frame)
         frame["split"], method = _dataset_split(frame, train_val_list, test_list, val_fraction, split_fractions, seed)
@@ -225,14 +260,21 @@ def dataset(labels: Path | None, output: Path, manifest: Path | None, nih: Path 
         say(f"{len(table):,} boxes on {table['Image Index'].nunique():,} images → {boxes_target}")
 
 
-def _dataset_rows(labels: Path | None, manifest: Path | None, nih: Path | None, lex: Lexicon):
-    """(rows, label columns, source description) from NIH's file or from LABELS joined to a manifest."""
+def _dataset_rows(labels: Path | None, manifest: Path | None, nih: Path | None, chexpert: Path | None,
+                  mimic: tuple[Path | None, Path | None, Path | None], lex: Lexicon):
+    """(rows, label columns, source description) from NIH's, CheXpert's or MIMIC-CXR-JPG's label files,
+    or from LABELS joined to a manifest."""
     from cxrcore.labels import read_labels
 
     from . import dataset as ds
 
     if nih is not None:
         return ds.read_nih_entries(nih, lex.finding_names, lex.no_finding), lex.label_columns, str(nih)
+    if chexpert is not None:
+        return ds.read_chexpert(chexpert, lex.finding_names, lex.no_finding), lex.label_columns, str(chexpert)
+    if mimic[0] is not None:
+        frame = ds.read_mimic(*mimic, lex.finding_names, lex.no_finding)
+        return frame, lex.label_columns, " + ".join(str(p) for p in mimic if p is not None)
     columns = read_labels(labels).label_columns
     frame, dropped = ds.join_manifest(labels, manifest, columns)
     for message in dropped[:5]:
@@ -254,7 +296,7 @@ def _dataset_split(frame, train_val_list: Path | None, test_list: Path | None, v
                 f"official lists ({train_val_list.name}, {test_list.name}); val = {val_fraction} of train_val "
                 f"patients, seed {seed}")
     if "split" in frame.columns:
-        return ds.given_splits(frame), "the manifest's split column"
+        return ds.given_splits(frame), "the source's split column"
     try:
         fractions = tuple(float(x) for x in split_fractions.split(","))
     except ValueError:

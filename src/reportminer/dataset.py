@@ -97,6 +97,82 @@ def read_nih_entries(path: str | Path, findings: list[str], no_finding: str) -> 
     return frame
 
 
+CHEXPERT_VALUES = {"1.0": 1, "1": 1, "0.0": 0, "0": 0, "-1.0": -1, "-1": -1, "": None}
+MIMIC_SPLITS = {"train": "train", "validate": "val", "test": "test"}
+
+
+def _chexpert_labels(raw: pd.DataFrame, path: Path, columns: list[str]) -> dict[str, list[int | None]]:
+    """The CheXpert-style label columns (1.0 / 0.0 / -1.0 / blank) as 1 / 0 / -1 / None, checked."""
+    missing = [c for c in columns if c not in raw.columns]
+    if missing:
+        raise InputError(f"{path}: missing column {missing[0]!r}; a CheXpert-style label file has "
+                         f"{', '.join(columns)} (use --schema chexpert)")
+    out = {}
+    for column in columns:
+        cells = raw[column].fillna("").str.strip()
+        bad = ~cells.isin(list(CHEXPERT_VALUES))
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"{path}:{_line(row)}: {column} = {raw[column].iloc[row]!r}; a label must be 1.0, 0.0, "
+                             f"-1.0 or blank")
+        out[column] = [CHEXPERT_VALUES[c] for c in cells]
+    return out
+
+
+def read_chexpert(path: str | Path, findings: list[str], no_finding: str) -> pd.DataFrame:
+    """A CheXpert label CSV (`Path, Sex, Age, Frontal/Lateral, AP/PA`, then the 14 observations) as SPEC
+    rows: one per image; the patient and study are read from the path (patient00001/study1/...)."""
+    path = Path(path)
+    raw = _read_csv(path)
+    _require(raw, path, ("Path",))
+    _no_duplicates(raw["Path"], path, "image")
+    parts = raw["Path"].str.extract(r"(patient\d+)/(study\d+)/")
+    if parts[0].isna().any():
+        row = int(np.flatnonzero(parts[0].isna().to_numpy())[0])
+        raise InputError(f"{path}:{_line(row)}: Path {raw['Path'].iloc[row]!r} names no patientNNNNN/studyN folder")
+    frame = pd.DataFrame({"report_id": parts[0] + "/" + parts[1], "image_id": raw["Path"], "patient_id": parts[0],
+                          "image_path": raw["Path"], "_line": [_line(i) for i in range(len(raw))]})
+    for column, values in _chexpert_labels(raw, path, [*findings, no_finding]).items():
+        frame[column] = pd.array(values, dtype="Int8")
+    if "AP/PA" in raw.columns:
+        frame["view_position"] = raw["AP/PA"]
+    frame.attrs["source"] = str(path)
+    return frame
+
+
+def read_mimic(labels_path: str | Path, metadata_path: str | Path, split_path: str | Path | None,
+               findings: list[str], no_finding: str) -> pd.DataFrame:
+    """MIMIC-CXR-JPG's study labels (mimic-cxr-2.0.0-chexpert.csv or -negbio.csv) joined to its image
+    metadata (mimic-cxr-2.0.0-metadata.csv): one row per image (dicom_id), the path the JPG release
+    uses (files/p10/p10000032/s50414267/<dicom_id>.jpg), and the official split when given."""
+    labels_path, metadata_path = Path(labels_path), Path(metadata_path)
+    labels = _read_csv(labels_path)
+    _require(labels, labels_path, ("subject_id", "study_id"))
+    _no_duplicates(labels["study_id"], labels_path, "study")
+    study = pd.DataFrame(_chexpert_labels(labels, labels_path, [*findings, no_finding]), index=labels["study_id"])
+    meta = _read_csv(metadata_path)
+    _require(meta, metadata_path, ("dicom_id", "subject_id", "study_id"))
+    _no_duplicates(meta["dicom_id"], metadata_path, "image")
+    known = meta["study_id"].isin(study.index)
+    meta = meta[known].reset_index(drop=True)
+    subject = meta["subject_id"]
+    frame = pd.DataFrame({"report_id": "s" + meta["study_id"], "image_id": meta["dicom_id"], "patient_id": subject,
+                          "image_path": "files/p" + subject.str[:2] + "/p" + subject + "/s" + meta["study_id"] + "/"
+                                        + meta["dicom_id"] + ".jpg",
+                          "_line": [_line(i) for i in np.flatnonzero(known.to_numpy())]})
+    for column in study.columns:
+        frame[column] = pd.array(study.loc[meta["study_id"], column].tolist(), dtype="Int8")
+    if "ViewPosition" in meta.columns:
+        frame["view_position"] = meta["ViewPosition"]
+    if split_path is not None:
+        split = _read_csv(Path(split_path))
+        _require(split, Path(split_path), ("dicom_id", "split"))
+        where = dict(zip(split["dicom_id"], split["split"].map(lambda v: MIMIC_SPLITS.get(v.strip().lower(), v))))
+        frame["split"] = frame["image_id"].map(where)
+    frame.attrs["source"] = str(metadata_path)
+    return frame
+
+
 def join_manifest(labels_path: str | Path, manifest_path: str | Path,
                   label_columns: list[str]) -> tuple[pd.DataFrame, list[str]]:
     """The labeler's labels joined to an image manifest (report_id, image_id, patient_id, image_path...).

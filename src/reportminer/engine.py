@@ -39,6 +39,7 @@ from .readers import Record, Report, Skipped
 
 PARTS_SUFFIX = ".parts"
 PARENT_CHECK_S = 0.5  # how often a worker checks that its parent is alive
+REPORT_TEXT = "Reports"  # the CheXpert labeler's column of report texts
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Settings:
     lexicon: Lexicon
     model: str
     method: str
+    report_text: bool = False  # keep each report's text beside its labels (the CheXpert CSV layout needs it)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -82,11 +84,14 @@ def label_chunk(reports: list[Report], settings: Settings) -> tuple[pa.Table, pa
     mentions: list[dict[str, Any]] = []
     for done in labeler.label(reports):
         report = done.report
+        text = {REPORT_TEXT: report.text} if settings.report_text else {}
         for image_id, image_path in report.images or [(None, None)]:
             rows.append({"report_id": report.report_id, "image_id": image_id, "patient_id": report.patient_id,
-                         "image_path": image_path, **done.labels})
+                         "image_path": image_path, **done.labels, **text})
         mentions.extend({"report_id": report.report_id, **asdict(m)} for m in done.mentions)
     schema = label_schema(labeler.lexicon.label_columns, {})
+    if settings.report_text:
+        schema = schema.append(pa.field(REPORT_TEXT, pa.string()))
     return pa.Table.from_pylist(rows, schema=schema), pa.Table.from_pylist(mentions, schema=MENTION_SCHEMA)
 
 
@@ -221,8 +226,8 @@ def fingerprint(inputs: list[Path], settings: Settings, chunk_size: int, evidenc
     for root in inputs:
         paths = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
         files += [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
-    state = {"files": files, "settings": list(settings.key), "chunk_size": chunk_size, "evidence": evidence,
-             "encoding": encoding}
+    state = {"files": files, "settings": [*settings.key, settings.report_text], "chunk_size": chunk_size,
+             "evidence": evidence, "encoding": encoding}
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
 
@@ -276,7 +281,21 @@ def _run(records: Iterable[Record], parts: Path, output: Path, evidence: Path | 
         raise InputError(f"no report could be labeled ({len(outcome.skipped)} skipped, each named above); "
                          f"nothing was written, {output} is untouched")
     outcome.rows = _merge(parts, output, evidence, label_columns, meta, outputs)
+    if settings.report_text:
+        outcome.rows = _chexpert_csv(outputs.path(output), label_columns)
     return outcome
+
+
+def _chexpert_csv(path: str, label_columns: list[str]) -> int:
+    """Rewrite the merged labels (at `path`) in the CheXpert labeler's CSV layout: one row per report,
+    `Reports`, the no-finding column, then the findings, as 1.0, 0.0, -1.0 or blank. Returns the rows."""
+    frame = pq.read_table(path).to_pandas().drop_duplicates("report_id")
+    label_columns = [label_columns[-1], *label_columns[:-1]]  # CheXpert puts "No Finding" first
+    out = frame[[REPORT_TEXT, *label_columns]].copy()
+    for column in label_columns:
+        out[column] = out[column].astype("float64")
+    out.to_csv(path, index=False, float_format="%.1f")
+    return len(out)
 
 
 def _prepare_parts(output: Path, state: str, resume: bool) -> Path:
@@ -323,7 +342,9 @@ def _merge(parts: Path, output: Path, evidence: Path | None, label_columns: list
            outputs: Outputs) -> int:
     """Copy the parts, in chunk order, into the (temporary) output files; return the number of label rows."""
     rows = 0
-    targets = [("labels", output, label_schema(label_columns, meta))]
+    labels_schema = pq.read_schema(next(iter(sorted(parts.glob("*.labels.parquet"))))).with_metadata(
+        label_schema(label_columns, meta).metadata)
+    targets = [("labels", output, labels_schema)]
     if evidence is not None:
         targets.append(("mentions", evidence, MENTION_SCHEMA.with_metadata(encode_metadata(meta))))
     for kind, target, schema in targets:

@@ -15,7 +15,9 @@ import pandas as pd
 from cxrcore.errors import InputError
 from cxrcore.labels import read_labels
 
+from .attributes import ATTRIBUTE_NAMES
 from .evidence import read_mentions
+from .lexicon import Lexicon
 
 
 GOLD_VALUES = {"1": 1.0, "0": 0.0, "-1": -1.0, "": float("nan"), "1.0": 1.0, "0.0": 0.0, "-1.0": -1.0}
@@ -141,3 +143,69 @@ def list_errors(labels: str | Path, gold: str | Path, uncertain: str = "negative
     frame["evidence"] = [grouped.get((r, f), "(not mentioned)") for r, f in zip(frame["report_id"], frame["finding"])]
     return frame
 
+
+
+def report_attributes(mentions: pd.DataFrame, lexicon: Lexicon) -> pd.DataFrame:
+    """Per (report, finding): the side, severity and change its mentions state, one value each. Mentions
+    count when they assert the finding (positive, uncertain) or say it resolved; sides on both sides
+    give the side attribute's `both` value, the largest severity wins, and a change stated in the
+    impression wins over one stated in the findings."""
+    order = {a.name: a.order for a in lexicon.attributes}
+    both = {a.name: a.both for a in lexicon.attributes}
+    rows = []
+    counted = mentions[(mentions["assertion"] != "negative") | (mentions.get("change") == "resolved")]
+    for (report_id, finding), group in counted.groupby(["report_id", "finding"], sort=False):
+        row = {"report_id": report_id, "finding": finding}
+        for name in ATTRIBUTE_NAMES:
+            if name not in group:
+                row[name] = None
+                continue
+            stated = group.dropna(subset=[name])
+            if name == "change" and (stated["section"] == "IMPRESSION").any():
+                stated = stated[stated["section"] == "IMPRESSION"]
+            values = set(stated[name])
+            if both.get(name) and len(values - {both[name]}) >= 2:
+                row[name] = both[name]
+            else:
+                row[name] = next((v for v in order.get(name, ()) if v in values), None)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["report_id", "finding", *ATTRIBUTE_NAMES])
+
+
+def evaluate_attributes(evidence: str | Path, gold: str | Path, lexicon: Lexicon) -> dict[str, Any]:
+    """Per attribute, over the gold's stated values: how many the labeler states the same (`correct`),
+    states otherwise (`wrong`) or leaves blank (`missing`); and values it states where the gold has none."""
+    try:
+        truth = pd.read_csv(gold, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{gold}: cannot read as CSV ({exc})") from None
+    missing = [c for c in ("report_id", "finding", *ATTRIBUTE_NAMES) if c not in truth.columns]
+    if missing:
+        raise InputError(f"{gold}: missing column {missing[0]!r}; an attributes gold has report_id, finding, "
+                         f"{', '.join(ATTRIBUTE_NAMES)}")
+    mine = report_attributes(read_mentions(evidence), lexicon).set_index(["report_id", "finding"])
+    truth = truth[truth["finding"].isin(lexicon.finding_names)]  # the schema's findings only
+    out: dict[str, Any] = {}
+    for name in ATTRIBUTE_NAMES:
+        counts = {"gold": 0, "correct": 0, "wrong": 0, "missing": 0, "extra": 0}
+        stated = set()
+        for r in truth.itertuples(index=False):
+            value, key = getattr(r, name), (r.report_id, r.finding)
+            ours = mine[name].get(key) if key in mine.index else None
+            if value:
+                stated.add(key)
+                counts["gold"] += 1
+                counts["correct" if ours == value else "missing" if ours is None else "wrong"] += 1
+        counts["extra"] = int(sum(1 for key, v in mine[name].items() if v is not None and key not in stated
+                                  and key[0] in set(truth["report_id"])))
+        counts["accuracy"] = counts["correct"] / counts["gold"] if counts["gold"] else float("nan")
+        out[name] = counts
+    return out
+
+
+def format_attributes(result: dict[str, Any]) -> str:
+    lines = [f"{'attribute':<20}{'gold':>7}{'same':>7}{'other':>7}{'blank':>7}{'extra':>7}{'acc':>7}"]
+    for name, c in result.items():
+        lines.append(f"{name:<20}{c['gold']:>7}{c['correct']:>7}{c['wrong']:>7}{c['missing']:>7}{c['extra']:>7}"
+                     f"{c['accuracy']:>7.3f}")
+    return "\n".join(lines)

@@ -14,7 +14,9 @@ MENTION_SCHEMA = pa.schema([
     ("report_id", pa.string()), ("finding", pa.string()), ("section", pa.string()),
     ("sentence_index", pa.int32()), ("start", pa.int32()), ("end", pa.int32()),
     ("text", pa.string()), ("sentence", pa.string()), ("assertion", pa.string()), ("rule", pa.string()),
+    ("side", pa.string()), ("severity", pa.string()), ("change", pa.string()),
 ])
+REQUIRED = MENTION_SCHEMA.names[:10]  # files written before the attributes still read
 
 
 def read_mentions(path: str | Path) -> pd.DataFrame:
@@ -24,7 +26,7 @@ def read_mentions(path: str | Path) -> pd.DataFrame:
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise InputError(f"{path}: cannot read as Parquet ({exc}); --evidence wants the mentions.parquet of "
                          f"`reportminer label --evidence`") from None
-    missing = [c for c in MENTION_SCHEMA.names if c not in frame.columns]
+    missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise InputError(f"{path}: missing column {missing[0]!r}; --evidence wants the mentions.parquet of "
                          f"`reportminer label --evidence`")

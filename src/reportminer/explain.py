@@ -16,7 +16,8 @@ def describe(sentence: str, mentions: list[Explanation], lexicon: Lexicon) -> st
     for m in mentions:
         lines += ["", f"{m.match.finding}: {sentence[m.match.start:m.match.end]!r} at {m.match.start}-{m.match.end}"
                       + (" (an indirect sign)" if m.match.sign else "")
-                      + f" -> {m.assertion} by {m.rule}", "  graph around the mention:"]
+                      + f" -> {m.assertion} by {m.rule}"
+                      + "".join(f"; {k} {v}" for k, v in m.attributes.items() if v), "  graph around the mention:"]
         lines += [f"    {edge}" for edge in _edges_near(m.graph, m.head)]
         lines.append("  rules that match, highest priority first:")
         for rule, _, tokens in m.matched:

@@ -21,14 +21,15 @@ import networkx as nx
 from spacy.language import Language
 
 from .aggregate import aggregate
+from .choices import METHODS
 from .assertions import decide, matching_rules
+from .attributes import ATTRIBUTE_NAMES, describe
 from .lexicon import Lexicon, ParseSettings, Rule
 from .mentions import Match, MentionFinder
 from .parse import parse_sentences, sentence_graph
 from .readers import Report
 from .sections import normalise, select_sections, split_sentences
 
-METHODS = ("rules", "keyword", "negex")
 CACHE_LIMIT = 200_000  # distinct sentences remembered; the cache starts afresh past this, to bound memory
 
 
@@ -45,6 +46,9 @@ class Mention:
     sentence: str
     assertion: str
     rule: str
+    side: str | None = None
+    severity: str | None = None
+    change: str | None = None
 
 
 @dataclass
@@ -56,8 +60,11 @@ class Labeled:
     mentions: list[Mention]
 
 
-# A sentence's decisions: (finding, start, end, assertion, rule) with offsets inside the sentence.
-Decision = tuple[str, int, int, str, str]
+# A sentence's decisions: (finding, start, end, assertion, rule, (side, severity, change)) with offsets
+# inside the sentence; the baselines and normal phrases state no attribute.
+Attributes = tuple[str | None, str | None, str | None]
+Decision = tuple[str, int, int, str, str, Attributes]
+NO_ATTRIBUTES: Attributes = (None, None, None)
 
 
 @dataclass
@@ -71,6 +78,7 @@ class Explanation:
     matched: list[tuple[Rule, int, list[int]]]  # (rule, anchor token, matched tokens), highest priority first
     assertion: str
     rule: str
+    attributes: dict[str, str | None]
 
 
 class Labeler:
@@ -111,9 +119,9 @@ class Labeler:
         for report, layout in zip(reports, layouts):
             mentions: list[Mention] = []
             for section, index, offset, sentence, original in layout:
-                for finding, a, b, assertion, rule in self._cache[sentence]:
+                for finding, a, b, assertion, rule, attributes in self._cache[sentence]:
                     mentions.append(Mention(finding, section, index, offset + a, offset + b,
-                                            report.text[offset + a:offset + b], original, assertion, rule))
+                                            report.text[offset + a:offset + b], original, assertion, rule, *attributes))
             labels = aggregate(((m.finding, m.assertion) for m in mentions), self.lexicon.finding_names,
                                self.lexicon.precedence, self.lexicon.schema)
             yield Labeled(report, labels, mentions)
@@ -140,21 +148,22 @@ class Labeler:
         needing_parse = []
         for sentence in sentences:
             matches = self.finder.find(sentence)
-            normal = [(m.finding, m.start, m.end, "positive", self.lexicon.normal_rule)
+            normal = [(m.finding, m.start, m.end, "positive", self.lexicon.normal_rule, NO_ATTRIBUTES)
                       for m in self.finder.find_normal(sentence)]
             if not matches:
                 self._cache[sentence] = normal
             elif self.method == "keyword":
-                self._cache[sentence] = [(m.finding, m.start, m.end, "positive", "keyword") for m in matches] + normal
+                self._cache[sentence] = [(m.finding, m.start, m.end, "positive", "keyword", NO_ATTRIBUTES)
+                                         for m in matches] + normal
             elif self._negex is not None:
-                self._cache[sentence] = self._negex(sentence, matches) + normal
+                self._cache[sentence] = [(*d, NO_ATTRIBUTES) for d in self._negex(sentence, matches)] + normal
             else:
                 needing_parse.append((sentence, matches, normal))
         parsed = parse_mentions(self.nlp, [(s, matches) for s, matches, _ in needing_parse], self.lexicon.parse,
                                 self.batch_size)
         for (sentence, matches, normal), (graph, heads) in zip(needing_parse, parsed):
-            decisions = [(m.finding, m.start, m.end, *decide(graph, head, self.lexicon, m.sign, m.absent))
-                         for m, head in zip(matches, heads)]
+            decisions = [(m.finding, m.start, m.end, *decide(graph, head, self.lexicon, m.sign, m.absent),
+                          _attributes(graph, head, self.lexicon)) for m, head in zip(matches, heads)]
             self._cache[sentence] = decisions + normal
 
 
@@ -167,8 +176,14 @@ class Labeler:
         for (text, matches), (graph, heads) in zip(items, parse_mentions(self.nlp, items, self.lexicon.parse)):
             parsed = mask_mentions(text, matches, self.lexicon.parse)[0]
             out.append([Explanation(m, parsed, graph, head, list(matching_rules(graph, head, self.lexicon)),
-                                    *decide(graph, head, self.lexicon, m.sign, m.absent)) for m, head in zip(matches, heads)])
+                                    *decide(graph, head, self.lexicon, m.sign, m.absent),
+                                    describe(graph, head, self.lexicon)) for m, head in zip(matches, heads)])
         return out
+
+
+def _attributes(graph: nx.MultiDiGraph, head: int, lexicon: Lexicon) -> Attributes:
+    values = describe(graph, head, lexicon)
+    return tuple(values[name] for name in ATTRIBUTE_NAMES)  # type: ignore[return-value]
 
 
 def parse_mentions(nlp: Language, items: list[tuple[str, list[Match]]], settings: ParseSettings,

@@ -148,6 +148,30 @@ class SectionSettings:
 
 
 @dataclass(frozen=True)
+class Attribute:
+    """One attribute of a mention (attributes.yaml): its values with their words, its patterns with
+    `{word}` filled in, and which value wins when several are stated."""
+
+    name: str
+    words: tuple[tuple[str, str], ...]  # (word, value)
+    order: tuple[str, ...]
+    both: str | None  # the value for "left" and "right" on one mention (side: bilateral)
+    patterns: tuple[Pattern, ...]
+
+    def value_of(self, word: str) -> str | None:
+        return dict(self.words).get(word)
+
+
+@dataclass(frozen=True)
+class AttributeExample:
+    """A sentence whose [bracketed] mention must get exactly these attribute values."""
+
+    sentence: str
+    values: tuple[tuple[str, str], ...]
+    source: str
+
+
+@dataclass(frozen=True)
 class Limits:
     """Bounded work per report (labeler.yaml `limits`): longer reports are skipped, longer sentences cut."""
 
@@ -183,6 +207,8 @@ class Lexicon:
     parse: ParseSettings
     assertions: AssertionSettings
     limits: Limits
+    attributes: tuple[Attribute, ...]
+    attribute_examples: tuple[AttributeExample, ...]
     digest: str
     folder: str
 
@@ -222,20 +248,22 @@ def load_lexicon(folder: str | Path | None = None, schema: str = DEFAULT_SCHEMA)
     schema_dir = root / "schemas" / schema
     findings_file, schema_file = schema_dir / "findings.yaml", schema_dir / "schema.yaml"
     settings_file = root / "labeler.yaml"
+    attributes_file = root / "attributes.yaml"
     rule_files = sorted((root / "rules").glob("*.yaml"))
     if not schema_dir.is_dir():
         raise LexiconError(f"{root}: no schema {schema!r} (schemas/{schema}/ is missing); this folder offers: "
                            f"{', '.join(schemas(root)) or 'none'}")
-    for required in (findings_file, schema_file, settings_file):
+    for required in (findings_file, schema_file, settings_file, attributes_file):
         if not required.is_file():
-            raise LexiconError(f"{required}: missing; a lexicon folder needs labeler.yaml, rules/*.yaml and "
-                               f"schemas/NAME/findings.yaml and schema.yaml")
+            raise LexiconError(f"{required}: missing; a lexicon folder needs labeler.yaml, attributes.yaml, "
+                               f"rules/*.yaml and schemas/NAME/findings.yaml and schema.yaml")
     if not rule_files:
         raise LexiconError(f"{root / 'rules'}: no rule files (*.yaml) found")
 
     findings = _load_findings(findings_file)
     settings = _load_settings(settings_file)
     settings["schema"] = _load_schema(schema_file, schema, [f.name for f in findings])
+    settings["attributes"], settings["attribute_examples"] = _load_attributes(attributes_file)
     rules: list[Rule] = []
     for path in rule_files:
         rules.extend(_load_rules(path, schema))
@@ -249,7 +277,7 @@ def load_lexicon(folder: str | Path | None = None, schema: str = DEFAULT_SCHEMA)
             raise LexiconError(f"{rule.source}: {rule.id} -> id: already defined at {seen[rule.id]}")
         seen[rule.id] = rule.source
 
-    files = [findings_file, schema_file, settings_file, *rule_files]
+    files = [findings_file, schema_file, settings_file, attributes_file, *rule_files]
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
@@ -488,6 +516,59 @@ def _load_schema(path: Path, name: str, findings: list[str]) -> Schema:
             raise sub.fail("ignore", f"{finding!r} is not a finding of {path.parent / 'findings.yaml'}")
     return Schema(name=name, no_finding=column, ignore=ignore, uncertain_value=values["uncertain"],
                   abnormal_value=values["abnormal"], implies=tuple(implies))
+
+
+def _load_attributes(path: Path) -> tuple[tuple[Attribute, ...], tuple[AttributeExample, ...]]:
+    data = _read_yaml(path)
+    check = _Checker(path, data, "attributes.yaml")
+    check.unknown({"attributes", "patterns", "examples"})
+    sources = check.strings("patterns", required=True)
+    for source in sources:
+        if not source.rstrip().endswith("{word}") or source.count("{word}") != 1:
+            raise check.fail("patterns", f"{source!r} must end with {{word}}, the attribute's word, and name it once")
+    block = _mapping(check, data, "attributes")
+    out = []
+    for name, spec in block.items():
+        if name == "__line__":
+            continue
+        sub = _Checker(path, spec if isinstance(spec, dict) else {}, f"attributes.{name}")
+        sub.unknown({"values", "order", "both"})
+        values = _mapping(sub, spec, "values")
+        words: list[tuple[str, str]] = []
+        for value, listed in values.items():
+            if value == "__line__":
+                continue
+            for word in _Checker(path, values, f"attributes.{name}.values").strings(value, required=True):
+                if " " in word:
+                    raise sub.fail("values", f"{word!r}: one word per entry (a token of the report)")
+                words.append((word.lower(), str(value)))
+        order = sub.strings("order", required=True)
+        if sorted(order) != sorted({v for _, v in words}):
+            raise sub.fail("order", f"must list each value once: {', '.join(sorted({v for _, v in words}))}")
+        both = spec.get("both")
+        if both is not None and both not in order:
+            raise sub.fail("both", f"{both!r} is not one of the values")
+        alternatives = "|".join(w for w, _ in words)
+        try:
+            patterns = tuple(parse_pattern(p.replace("{word}", "{word:" + alternatives + "}")) for p in sources)
+        except PatternError as exc:
+            raise check.fail("patterns", str(exc)) from None
+        out.append(Attribute(str(name), tuple(words), order, both, patterns))
+    names = {a.name for a in out}
+    examples = []
+    for n, item in enumerate(data.get("examples") or [], 1):
+        sub = _Checker(path, item if isinstance(item, dict) else {}, f"examples[{n}]")
+        if not isinstance(item, dict):
+            raise sub.fail("examples", "each example is a mapping with a sentence and attribute values")
+        sub.unknown({"sentence"} | names)
+        sentence = sub.string("sentence")
+        if not _one_bracket(sentence):
+            raise sub.fail("sentence", f"{sentence!r} must mark exactly one mention in [brackets]")
+        examples.append(AttributeExample(sentence, tuple((k, str(item[k])) for k in names if k in item),
+                                         f"{path}:{item['__line__']}"))
+    if not examples:
+        raise check.fail("examples", "needs sentences showing the attributes at work")
+    return tuple(out), tuple(examples)
 
 
 def _limits(path: Path, block: dict[str, Any]) -> Limits:

