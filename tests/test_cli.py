@@ -45,7 +45,7 @@ def test_label_records_provenance(labeled, lexicon):
 def test_evidence_file_has_the_spec_columns(labeled):
     mentions = pd.read_parquet(labeled / "mentions.parquet")
     assert list(mentions.columns) == ["report_id", "finding", "section", "sentence_index", "start", "end",
-                                      "text", "sentence", "assertion", "rule"]
+                                      "text", "sentence", "assertion", "rule", "side", "severity", "change"]
     assert set(mentions["assertion"]) == {"positive", "negative", "uncertain"}
     row = mentions[(mentions.report_id == "s11") & (mentions.finding == "Cardiomegaly")].iloc[0]
     assert (row.assertion, row.rule) == ("positive", "pos.no_change_in")

@@ -11,6 +11,7 @@ from reportminer.cli import main
 from reportminer.errors import LexiconError
 from reportminer.lexicon import load_lexicon
 from reportminer.lexicon_check import cases, check_cases, check_lexicon, finding_failures
+from reportminer.parse import load_model
 
 from conftest import ROOT
 
@@ -104,7 +105,7 @@ def test_the_default_assertion_is_data(tmp_path, nlp):
 
 
 def test_a_finding_example_that_is_not_found_is_reported(tmp_path):
-    folder = broken(tmp_path, "findings.yaml", '"Small left [pleural effusion]."', '"Small left [pleural fluid collection]."')
+    folder = broken(tmp_path, "schemas/chestxray14/findings.yaml", '"Small left [pleural effusion]."', '"Small left [pleural fluid collection]."')
     failures = [str(f) for f in finding_failures(load_lexicon(folder))]
     assert len(failures) == 1 and "Effusion: 'Small left [pleural fluid collection].': the [bracketed] words are " \
         "not found as Effusion (found: 'pleural fluid')" in failures[0]
@@ -113,9 +114,10 @@ def test_a_finding_example_that_is_not_found_is_reported(tmp_path):
 def test_check_lexicon_command(tmp_path):
     good = CliRunner().invoke(main, ["check-lexicon", str(ROOT / "lexicons")])
     assert good.exit_code == 0, good.output
-    finding_examples = sum(len(f.should_find) + len(f.should_not_find) for f in LEXICON.findings)
-    assert good.output.strip().endswith(f"14 findings, {len(LEXICON.rules)} rules, {len(CASES) + finding_examples} "
-                                        f"examples: every one behaves as written")
+    count, _, _ = check_lexicon(LEXICON, load_model())
+    assert f"lexicons (chestxray14): 14 findings, {len(LEXICON.rules)} rules, {count} examples: every one behaves " \
+           f"as written" in good.output
+    assert "lexicons (chexpert): 13 findings" in good.output
     folder = broken(tmp_path, "labeler.yaml", "breakers: [but, yet, although]", "breakers: [yet, although]")
     bad = CliRunner().invoke(main, ["check-lexicon", str(folder)])
     assert bad.exit_code == 1
@@ -130,7 +132,7 @@ def test_label_refuses_a_users_lexicon_whose_examples_fail(tmp_path):
                                        "--lexicon", str(folder), "--workers", "1", "--quiet"])
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and result.output.count("\n") == 1
-    assert f"run `reportminer check-lexicon {folder}` to see all 2 problems" in result.output
+    assert f"run `reportminer check-lexicon {folder} --schema chestxray14` to see all 2 problems" in result.output
     assert not (tmp_path / "l.parquet").exists()
 
 
@@ -138,7 +140,7 @@ def test_explain_shows_mentions_graph_rules_and_decision():
     result = CliRunner().invoke(main, ["explain", "No change in the left pleural effusion, but there is no pneumothorax.",
                                        "--finding", "Effusion"])
     assert result.exit_code == 0, result.output
-    assert "parsed as: No change in the left opacity, but there is no opacity." in result.output
+    assert "parsed as: No change in the west opacity, but there is no opacity." in result.output
     assert "Effusion: 'pleural effusion' at 22-38 -> positive by pos.no_change_in" in result.output
     assert "change(1) -prep_in-> opacity(5)*" in result.output
     assert "pos.no_change_in (positive, priority 90) on: No change opacity  <- decides" in result.output
@@ -151,7 +153,7 @@ def test_digest_changes_with_the_files(tmp_path):
     copy = tmp_path / "lex"
     shutil.copytree(ROOT / "lexicons", copy)
     before = load_lexicon(copy).digest
-    path = copy / "findings.yaml"
+    path = copy / "schemas" / "chestxray14" / "findings.yaml"
     path.write_text(path.read_text() + "\n# a comment\n")
     assert load_lexicon(copy).digest != before
 
@@ -168,21 +170,21 @@ def broken(tmp_path: Path, file: str, old: str, new: str) -> Path:
 @pytest.mark.parametrize("file, old, new, message", [
     ("rules/negation.yaml", "kind: negative", "kind: denied", r"negation.yaml:\d+: neg.no -> kind: 'denied' must be one of"),
     ("rules/negation.yaml", "priority: 50", "priority: high", r"neg.no -> priority: must be an integer"),
-    ("rules/negation.yaml", '"{lower:no} <-*- X"', '"{lower:no} <-*- *"', r"neg.no -> pattern: .*exactly one X"),
+    ("rules/negation.yaml", '"{lower:no|neither} <-*- X"', '"{lower:no} <-*- *"', r"neg.no -> pattern: .*exactly one X"),
     ("rules/negation.yaml", "id: neg.without", "id: neg.no", r"neg.no -> id: already defined at .*negation.yaml:\d+"),
     ("rules/negation.yaml", 'match: ["No [pneumothorax].",', 'match: ["No pneumothorax.",', r"neg.no -> examples: .* \[brackets\]"),
     ("rules/uncertainty.yaml", "    priority: 40\n", "    priority: 40\n    colour: red\n", r"-> colour: unknown field"),
-    ("findings.yaml", "name: Cardiomegaly", "name: cardio megaly", r"findings.yaml:\d+: cardio megaly -> name"),
-    ("findings.yaml", "name: Cardiomegaly", "name: Atelectasis", r"Atelectasis -> name: finding defined twice"),
+    ("schemas/chestxray14/findings.yaml", "name: Cardiomegaly", "name: cardio megaly", r"findings.yaml:\d+: cardio megaly -> name"),
+    ("schemas/chestxray14/findings.yaml", "name: Cardiomegaly", "name: Atelectasis", r"Atelectasis -> name: finding defined twice"),
     ("labeler.yaml", "precedence: [positive, uncertain, negative]", "precedence: [positive, negative]", r"precedence: must order"),
     ("labeler.yaml", "{token: XXXX, replacement: sign}", "{token: XXXX, replacement: signs}", r"replacement: 'signs' is longer"),
-    ("findings.yaml", "findings:\n", "findings: [\n", r"findings.yaml:\d+: not valid YAML"),
+    ("schemas/chestxray14/findings.yaml", "findings:\n", "findings: [\n", r"findings.yaml:\d+: not valid YAML"),
     ("labeler.yaml", "default: {kind: positive, rule: pos.default}", "default: {kind: sure, rule: pos.default}",
      r"labeler.yaml:\d+: default -> kind: 'sure' must be one of"),
     ("labeler.yaml", "    links: [conj, appos]", "    linked: [conj, appos]", r"parse.lists -> linked: unknown field"),
     ("labeler.yaml", "sign: {kind: uncertain, rule: unc.indirect_sign}", "sign: {kind: uncertain, rule: neg.no}",
      r"negation.yaml:\d+: neg.no -> id: already defined at .*labeler.yaml \(assertions.sign\)"),
-    ("findings.yaml", '      match: ["Small left [pleural effusion].", "Layering [pleural fluid] on the right."]\n', "",
+    ("schemas/chestxray14/findings.yaml", '      match: ["Small left [pleural effusion].", "Layering [pleural fluid] on the right."]\n', "",
      r"findings.yaml:\d+: Effusion -> match: must list at least one entry"),
 ])
 def test_broken_lexicon_names_file_line_rule_and_field(tmp_path, file, old, new, message):
@@ -194,7 +196,7 @@ def test_adding_a_finding_needs_no_code(tmp_path, nlp):
     from reportminer.labeler import Labeler
     from reportminer.readers import Report
 
-    folder = broken(tmp_path, "findings.yaml", "  - name: Hernia",
+    folder = broken(tmp_path, "schemas/chestxray14/findings.yaml", "  - name: Hernia",
                     "  - name: Fracture\n    synonyms: [fracture, rib fracture]\n"
                     "    examples: {match: [\"Acute left rib [fracture].\"], no_match: [\"Intact ribs.\"]}\n\n"
                     "  - name: Hernia")

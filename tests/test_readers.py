@@ -33,18 +33,18 @@ def test_openi_xml_gives_id_sections_and_images(tmp_path):
     assert names == {"INDICATION": "Cough", "FINDINGS": "No pneumothorax.", "IMPRESSION": "Normal chest x-XXXX."}
 
 
-def test_txt_folder_is_searched_recursively_and_sections_found(tmp_path):
+def test_txt_folder_is_searched_recursively_and_sections_found(tmp_path, lexicon):
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / "b" / "r7.txt").write_text("HISTORY: cough\nFINDINGS: No effusion.\nIMPRESSION: Normal.\n")
     [report] = records(tmp_path)
     assert report.report_id == "r7"
-    chosen = [report.text[a:b].strip() for _, a, b in select_sections(report, ("FINDINGS", "IMPRESSION"))]
+    chosen = [report.text[a:b].strip() for _, a, b in select_sections(report, lexicon.sections)]
     assert chosen == ["No effusion.", "Normal."]
 
 
-def test_whole_text_when_no_wanted_section():
+def test_whole_text_when_no_header(lexicon):
     report = Report("x", "Heart is enlarged. No effusion.", "t")
-    assert select_sections(report, ("FINDINGS", "IMPRESSION")) == [("TEXT", 0, len(report.text))]
+    assert select_sections(report, lexicon.sections) == [("TEXT", 0, len(report.text))]
 
 
 def test_tables_csv_jsonl_parquet_agree(tmp_path):

@@ -64,7 +64,7 @@ def test_stats_cli_writes_tables_pictures_and_card(tmp_path):
     assert "- 34 images" in card and "| Cardiomegaly |" in card and "## Agreement with the other label file" in card
     agree = pd.read_csv(out / "agreement.csv").set_index("finding")
     assert agree.loc["Hernia", "kappa"] == 1.0
-    assert agree.loc["Pneumonia", "only_a"] == 0  # rules call s09/s14/s21 uncertain; NegEx says positive
+    assert agree.loc["Pneumonia", "only_a"] == 1  # s14 "atelectasis versus pneumonia": present for the rules, negated by NegEx
 
 
 def test_stats_of_a_file_without_labels_is_a_clear_error(tmp_path):

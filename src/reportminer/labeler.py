@@ -84,13 +84,17 @@ class Explanation:
 class Labeler:
     """Holds the lexicon, the compiled synonyms and the parser; labels reports in batches."""
 
-    def __init__(self, lexicon: Lexicon, nlp: Language, method: str = "rules", batch_size: int = 256) -> None:
+    def __init__(self, lexicon: Lexicon, nlp: Language, method: str = "rules", batch_size: int = 256,
+                 cache: bool = True) -> None:
+        """`cache` False decides every sentence where it occurs, as a labeler without the cache would
+        (for like-for-like speed measurements); labels are the same either way."""
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.lexicon = lexicon
         self.nlp = nlp
         self.method = method
         self.batch_size = batch_size
+        self.cache = cache
         self.finder = MentionFinder(lexicon)
         self._cache: dict[str, list[Decision]] = {}
         self._negex: Callable[[str, list[Match]], list[Decision]] | None = None
@@ -111,10 +115,13 @@ class Labeler:
             yield from self._label_batch(batch)
 
     def _label_batch(self, reports: list[Report]) -> Iterator[Labeled]:
-        if len(self._cache) > CACHE_LIMIT:
+        if len(self._cache) > CACHE_LIMIT or not self.cache:
             self._cache.clear()
         layouts = [self._layout(r) for r in reports]
-        todo = sorted({s for layout in layouts for _, _, _, s, _ in layout if s not in self._cache})
+        if self.cache:
+            todo = sorted({s for layout in layouts for _, _, _, s, _ in layout if s not in self._cache})
+        else:
+            todo = [s for layout in layouts for _, _, _, s, _ in layout]
         self._decide(todo)
         for report, layout in zip(reports, layouts):
             mentions: list[Mention] = []
