@@ -4,7 +4,8 @@ Labels the 180 reports with `reportminer label --schema S` (one process), then s
 hand labels of that schema, per split (`dev` is what rules may be tuned on, `holdout` is not) and style:
 micro precision / recall / F1 over the findings with gold positives (uncertain scored as negative,
 as `reportminer evaluate` does), and the exact-value agreement: the share of cells the gold fills
-(1, 0 or -1) where the label is the same value.
+(1, 0 or -1) where the label is the same value. Then the side, severity and change of each
+described finding against attributes.csv, per split.
 
     python benchmarks/labeler_styles.py --schema chestxray14 [--errors dev_errors.csv]
 """
@@ -20,7 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from cxrcore.labels import read_labels
-from reportminer.evaluate import evaluate_files, list_errors
+from reportminer.evaluate import evaluate_attributes, evaluate_files, format_attributes, list_errors
+from reportminer.lexicon import load_lexicon
 
 ROOT = Path(__file__).resolve().parents[1] / "data_samples" / "styles"
 GOLD = {"chestxray14": "gold_chestxray14.csv", "chexpert": "gold_chexpert.csv"}
@@ -69,6 +71,13 @@ def main() -> None:
                  for st in sorted(manifest["style"].unique())]:
             rows.append(score(labels, gold[gold["report_id"].isin(set(ids))], work, name.replace(" ", "_")))
         print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        attributes = pd.read_csv(ROOT / "attributes.csv", dtype=str)
+        for split in ("dev", "holdout"):
+            ids = set(manifest.loc[manifest["split"] == split, "report_id"])
+            attributes[attributes["report_id"].isin(ids)].to_csv(work / f"attributes_{split}.csv", index=False)
+            result = evaluate_attributes(evidence, work / f"attributes_{split}.csv", load_lexicon(schema=args.schema))
+            print(f"attributes, {split} (findings of this schema the gold describes):")
+            print(format_attributes(result))
         if args.errors:
             dev = gold[gold["report_id"].isin(set(manifest.loc[manifest["split"] == "dev", "report_id"]))]
             dev.to_csv(work / "dev.csv", index=False)

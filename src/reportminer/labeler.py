@@ -157,13 +157,17 @@ class Labeler:
             matches = self.finder.find(sentence)
             normal = [(m.finding, m.start, m.end, "positive", self.lexicon.normal_rule, NO_ATTRIBUTES)
                       for m in self.finder.find_normal(sentence)]
+            # A statement of absence ("heart size is normal") is decided by the lexicon, whatever the method.
+            stated = [(m.finding, m.start, m.end, self.lexicon.assertions.absent_kind,
+                       self.lexicon.assertions.absent_rule, NO_ATTRIBUTES) for m in matches if m.absent]
             if not matches:
                 self._cache[sentence] = normal
             elif self.method == "keyword":
                 self._cache[sentence] = [(m.finding, m.start, m.end, "positive", "keyword", NO_ATTRIBUTES)
-                                         for m in matches] + normal
+                                         for m in matches if not m.absent] + stated + normal
             elif self._negex is not None:
-                self._cache[sentence] = [(*d, NO_ATTRIBUTES) for d in self._negex(sentence, matches)] + normal
+                named = [m for m in matches if not m.absent]
+                self._cache[sentence] = [(*d, NO_ATTRIBUTES) for d in self._negex(sentence, named)] + stated + normal
             else:
                 needing_parse.append((sentence, matches, normal))
         parsed = parse_mentions(self.nlp, [(s, matches) for s, matches, _ in needing_parse], self.lexicon.parse,
