@@ -143,16 +143,25 @@ def _progress(quiet: bool) -> Progress:
 @click.option("--attributes", "attributes_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Gold side/severity/change (report_id, finding, side, severity, change) to score the evidence's "
                    "attributes against.")
+@click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Resamples of the reports for 95% confidence intervals (0: none).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resamples.")
+@click.option("--weights", "weights_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="report_id, weight per gold report (the sample.csv of `reportminer sample`): also print the "
+                   "figures weighted back to the archive.")
 def evaluate(labels: Path, gold: Path, uncertain: str, json_path: Path | None, errors_path: Path | None,
-             evidence: Path | None, attributes_path: Path | None) -> None:
+             evidence: Path | None, attributes_path: Path | None, bootstrap: int, seed: int,
+             weights_path: Path | None) -> None:
     """Precision, recall and F1 of LABELS against GOLD (report_id + 1/0/-1/blank per finding)."""
     from .evaluate import evaluate_attributes, evaluate_files, format_attributes, format_table, list_errors
 
     evidence = evidence or _beside(labels, "mentions.parquet")
     if attributes_path and evidence is None:
         raise click.UsageError("--attributes needs the labels' mentions.parquet (--evidence)")
-    with Outputs([json_path, errors_path], [labels, gold, *([evidence] if evidence else [])]) as outputs:
-        result = evaluate_files(labels, gold, uncertain=uncertain)
+    inputs = [labels, gold, *(p for p in (evidence, weights_path) if p is not None)]
+    with Outputs([json_path, errors_path], inputs) as outputs:
+        result = evaluate_files(labels, gold, uncertain=uncertain, bootstrap=bootstrap, seed=seed,
+                                weights=weights_path)
         click.echo(format_table(result))
         if attributes_path:
             result["attributes"] = evaluate_attributes(evidence, attributes_path, _labels_lexicon(labels))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cxrcore.errors import InputError
@@ -17,6 +18,7 @@ from cxrcore.labels import read_labels
 
 from .attributes import ATTRIBUTE_NAMES
 from .evidence import read_mentions
+from .intervals import LEVEL, draw_counts, intervals
 from .lexicon import Lexicon
 
 
@@ -79,22 +81,31 @@ def load_pair(labels: str | Path, gold: str | Path,
     return binary.astype(int), gold_binary.astype(int), findings, missing, notes
 
 
-def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
+def _prf(tp: float, fp: float, fn: float) -> dict[str, float]:
     p = tp / (tp + fp) if tp + fp else 0.0
     r = tp / (tp + fn) if tp + fn else 0.0
     f = 2 * p * r / (p + r) if p + r else 0.0
     return {"precision": p, "recall": r, "f1": f}
 
 
-def evaluate_files(labels: str | Path, gold: str | Path, uncertain: str = "negative") -> dict[str, Any]:
-    """All figures as a JSON-ready dict."""
-    pred, truth, findings, missing, notes = load_pair(labels, gold, uncertain)
+def _hits(pred: pd.DataFrame, truth: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per report and finding: true positive, false positive, false negative (booleans)."""
+    return {"tp": (pred == 1) & (truth == 1), "fp": (pred == 1) & (truth == 0), "fn": (pred == 0) & (truth == 1)}
+
+
+def score(pred: pd.DataFrame, truth: pd.DataFrame, findings: list[str],
+          weights: pd.Series | None = None) -> dict[str, Any]:
+    """Per-finding and total figures. With `weights` (per report, aligned with `truth`), each report
+    counts its weight instead of 1, so a stratified sample's figures speak for the archive."""
+    hits = _hits(pred[findings], truth[findings])
+
+    def count(mask: pd.Series) -> float:
+        return int(mask.sum()) if weights is None else float(weights[mask].sum())
+
     per: dict[str, dict[str, Any]] = {}
     for f in findings:
-        tp = int(((pred[f] == 1) & (truth[f] == 1)).sum())
-        fp = int(((pred[f] == 1) & (truth[f] == 0)).sum())
-        fn = int(((pred[f] == 0) & (truth[f] == 1)).sum())
-        per[f] = {**_prf(tp, fp, fn), "support": int(truth[f].sum()), "tp": tp, "fp": fp, "fn": fn}
+        tp, fp, fn = (count(hits[k][f]) for k in ("tp", "fp", "fn"))
+        per[f] = {**_prf(tp, fp, fn), "support": count(truth[f] == 1), "tp": tp, "fp": fp, "fn": fn}
     groups = {f"all {len(findings)}": findings, "first 8": findings[:8],
               "with gold positives": [f for f in findings if per[f]["support"] > 0]}
     totals = {}
@@ -105,19 +116,112 @@ def evaluate_files(labels: str | Path, gold: str | Path, uncertain: str = "negat
         macro = {k: sum(per[f][k] for f in scored) / len(scored) for k in ("precision", "recall", "f1")}
         totals[name] = {"findings": members, "micro": {**_prf(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn},
                         "macro": macro}
-    return {"labels": str(labels), "gold": str(gold), "uncertain": uncertain, "reports": int(len(truth)),
-            "missing_reports": missing, "per_finding": per, "totals": totals, "notes": notes}
+    return {"per_finding": per, "totals": totals}
 
 
-def format_table(result: dict[str, Any]) -> str:
-    """The figures as an aligned text table."""
-    lines = [f"{'finding':<20}{'P':>7}{'R':>7}{'F1':>7}{'support':>9}"]
+def add_intervals(figures: dict[str, Any], pred: pd.DataFrame, truth: pd.DataFrame, counts: np.ndarray,
+                  weights: pd.Series | None = None) -> None:
+    """Put a bootstrap interval (`ci`: precision, recall, f1 as [low, high]) on every per-finding and
+    micro figure of `figures`; `counts` says how often each report is drawn in each resample."""
+    findings = list(figures["per_finding"])
+    w = np.ones(len(truth)) if weights is None else weights.to_numpy(dtype=float)
+    drawn = {k: counts @ (mask.to_numpy(dtype=float) * w[:, None])
+             for k, mask in _hits(pred[findings], truth[findings]).items()}  # (resamples, findings)
+    for j, f in enumerate(findings):
+        figures["per_finding"][f]["ci"] = intervals(drawn["tp"][:, j], drawn["fp"][:, j], drawn["fn"][:, j])
+    for total in figures["totals"].values():
+        cols = [findings.index(f) for f in total["findings"]]
+        total["micro"]["ci"] = intervals(*(drawn[k][:, cols].sum(axis=1) for k in ("tp", "fp", "fn")))
+
+
+def read_weights(path: str | Path, ids: pd.Index) -> tuple[pd.Series, np.ndarray | None, list[str]]:
+    """The weight of each gold report (`report_id`, `weight`), its stratum when the file has `stratum`
+    and `stratum_size` (a `reportminer sample` sample.csv), and notes. With strata, weights are
+    recomputed over the gold's reports (stratum size / gold reports in the stratum), so a partly
+    annotated sample still weighs each stratum as the archive does."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read as CSV ({exc})") from None
+    for column in ("report_id", "weight"):
+        if column not in table.columns:
+            raise InputError(f"{path}: missing column {column!r}; --weights wants report_id, weight (sample.csv "
+                             f"of `reportminer sample`)")
+    weight = pd.to_numeric(table["weight"], errors="coerce")
+    bad = ~(np.isfinite(weight) & (weight > 0))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"{path}:{row + 2}: weight must be a positive number, got {table['weight'].iloc[row]!r}")
+    if table["report_id"].duplicated().any():
+        row = int(np.flatnonzero(table["report_id"].duplicated().to_numpy())[0])
+        raise InputError(f"{path}:{row + 2}: report_id {table['report_id'].iloc[row]} listed twice")
+    table = table.assign(weight=weight, report_id=table["report_id"].str.strip()).set_index("report_id")
+    absent = ids[~ids.isin(table.index)]
+    if len(absent):
+        raise InputError(f"{path}: no weight for gold report {absent[0]}" + (f" (and {len(absent) - 1} more)"
+                         if len(absent) > 1 else "") + "; give the sample.csv the gold was drawn from")
+    table = table.loc[ids]
+    if not {"stratum", "stratum_size"} <= set(table.columns):
+        return table["weight"], None, []
+    size = pd.to_numeric(table["stratum_size"], errors="coerce")
+    weights = size / table.groupby("stratum")["stratum"].transform("size")
+    notes = [] if np.allclose(weights, table["weight"]) else [
+        f"weights recomputed per stratum over the {len(ids)} gold reports (stratum size / gold reports in it)"]
+    return weights.rename("weight"), table["stratum"].astype(str).to_numpy(), notes
+
+
+def evaluate_files(labels: str | Path, gold: str | Path, uncertain: str = "negative", bootstrap: int = 0,
+                   seed: int = 0, weights: str | Path | None = None) -> dict[str, Any]:
+    """All figures as a JSON-ready dict; with `bootstrap` resamples, intervals on them; with a
+    `weights` file, the same figures weighted (under `weighted`)."""
+    pred, truth, findings, missing, notes = load_pair(labels, gold, uncertain)
+    result = {"labels": str(labels), "gold": str(gold), "uncertain": uncertain, "reports": int(len(truth)),
+              "missing_reports": missing, **score(pred, truth, findings), "notes": notes}
+    if bootstrap:
+        result["bootstrap"] = {"resamples": bootstrap, "seed": seed, "level": LEVEL}
+        add_intervals(result, pred, truth, draw_counts(len(truth), bootstrap, seed))
+    if weights is not None:
+        w, strata, weight_notes = read_weights(weights, truth.index)
+        notes += weight_notes
+        result["weighted"] = {"weights": str(weights), "stratified": strata is not None,
+                              **score(pred, truth, findings, w)}
+        if bootstrap:
+            add_intervals(result["weighted"], pred, truth, draw_counts(len(truth), bootstrap, seed, strata), w)
+    return result
+
+
+def _interval(figures: dict[str, Any]) -> str:
+    if "ci" not in figures:
+        return ""
+    low, high = figures["ci"]["f1"]
+    return f"  {low:.3f}-{high:.3f}" if np.isfinite(low) else "  n/a"
+
+
+def _rows(result: dict[str, Any], support: str) -> list[str]:
+    lines = []
     for f, s in result["per_finding"].items():
-        lines.append(f"{f:<20}{s['precision']:>7.3f}{s['recall']:>7.3f}{s['f1']:>7.3f}{s['support']:>9}")
+        lines.append(f"{f:<20}{s['precision']:>7.3f}{s['recall']:>7.3f}{s['f1']:>7.3f}{s['support']:>9{support}}"
+                     f"{_interval(s)}")
     for name, t in result["totals"].items():
         for kind in ("micro", "macro"):
             v = t[kind]
-            lines.append(f"{kind + ' ' + name:<20}{v['precision']:>7.3f}{v['recall']:>7.3f}{v['f1']:>7.3f}")
+            line = f"{kind + ' ' + name:<20}{v['precision']:>7.3f}{v['recall']:>7.3f}{v['f1']:>7.3f}"
+            lines.append(line + (" " * 9 + _interval(v) if "ci" in v else ""))
+    return lines
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The figures as an aligned text table; the F1 interval, when there is one, as the last column."""
+    lines = [f"{'finding':<20}{'P':>7}{'R':>7}{'F1':>7}{'support':>9}"
+             + ("  F1 95% CI" if "bootstrap" in result else ""), *_rows(result, "")]
+    if "weighted" in result:
+        lines += [f"weighted by {result['weighted']['weights']} (figures for the archive the sample was drawn "
+                  f"from; support in reports of the archive):", *_rows(result["weighted"], ".0f")]
+    if "bootstrap" in result:
+        b = result["bootstrap"]
+        lines.append(f"(95% intervals: percentile bootstrap over reports, {b['resamples']} resamples, seed {b['seed']}"
+                     + ("; within strata for the weighted figures)" if result.get("weighted", {}).get("stratified")
+                        else ")"))
     lines.append(f"({result['reports']} gold reports, {result['missing_reports']} without labels; "
                  f"uncertain scored as {result['uncertain']})")
     lines += [f"note: {n}" for n in result["notes"]]
