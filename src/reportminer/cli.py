@@ -15,6 +15,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 from cxrcore.cli import EXIT_SKIPPED, OneLineErrors, printable
+from cxrcore.errors import InputError
 from cxrcore.output import Outputs, json_text
 
 from . import __version__
@@ -188,6 +189,106 @@ def _labels_lexicon(labels: Path) -> Lexicon:
 def _beside(path: Path, name: str) -> Path | None:
     candidate = path.with_name(name)
     return candidate if candidate.exists() else None
+
+
+_REPORTS_HELP = ("The reports LABELS was made from (a folder or table, as for `label`; repeat for several); default: "
+                 "the inputs recorded in LABELS.")
+
+
+def _texts(labels: Path, reports: tuple[Path, ...], encoding: str, wanted: list[str]) -> tuple[dict[str, str],
+                                                                                              list[Path], list[str]]:
+    """The texts of the wanted reports, the inputs read, and the wanted reports without a text (each named)."""
+    from .readers import ReadSettings
+    from .texts import read_texts, recorded_inputs
+
+    inputs = list(reports) or recorded_inputs(labels)
+    lex = _labels_lexicon(labels)
+    texts = read_texts(inputs, ReadSettings(lex.sections.table_columns, encoding, lex.limits.report_chars), wanted)
+    missing = [r for r in wanted if r not in texts]
+    for report_id in missing:
+        say(f"skipped report {report_id}: its text is not in {', '.join(map(str, inputs))}")
+    if not texts:
+        raise InputError(f"none of the {len(wanted)} reports wanted from {labels} has its text in "
+                         f"{', '.join(map(str, inputs))}; give the reports it was made from with --reports")
+    return texts, inputs, missing
+
+
+@main.command()
+@click.argument("labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write: sample.csv, reports.jsonl, labels.parquet, mentions.parquet, README.md.")
+@click.option("-n", "size", type=click.IntRange(min=1), default=200, show_default=True, help="Reports to draw.")
+@click.option("--evidence", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="mentions.parquet of LABELS (default: the one beside LABELS, if any).")
+@click.option("--reports", multiple=True, type=click.Path(exists=True, path_type=Path), help=_REPORTS_HELP)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draw.")
+@click.option("--min-per-stratum", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Reports every stratum gets at least (all it has when fewer), if n allows.")
+@click.option("--encoding", default="utf-8", show_default=True, callback=_encoding, help="Encoding of text inputs.")
+def sample(labels: Path, output: Path, size: int, evidence: Path | None, reports: tuple[Path, ...], seed: int,
+           min_per_stratum: int, encoding: str) -> None:
+    """Draw a stratified, weighted sample of LABELS to annotate by hand, with the whole report texts."""
+    from cxrcore.labels import read_labels
+    from cxrcore.output import exclusive, make_folder
+
+    from .sample import Design, assign_strata, draw, report_values, with_weights
+    from .sample_folder import targets, write_sample
+
+    evidence = evidence or _beside(labels, "mentions.parquet")
+    values = report_values(read_labels(labels))
+    strata, design = assign_strata(values), Design(size, seed, min_per_stratum)
+    drawn = draw(strata, design)
+    texts, inputs, missing = _texts(labels, reports, encoding, list(drawn["report_id"]))
+    drawn = with_weights(drawn[drawn["report_id"].isin(list(texts))], strata.value_counts().to_dict())
+    sources = [labels, *inputs, *([evidence] if evidence else [])]
+    folder = make_folder(output, sources)
+    with exclusive(folder), Outputs(targets(folder, evidence is not None), sources) as outputs:
+        write_sample(folder, outputs, labels, evidence, drawn, texts, values, design)
+        outputs.commit()
+    say(f"sampled {len(drawn)} of {len(values)} reports from {drawn['stratum'].nunique()} strata → {folder}"
+        + (f"; skipped {len(missing)} without text (listed above)" if missing else ""))
+    if missing:
+        sys.exit(EXIT_SKIPPED)
+
+
+@main.command()
+@click.argument("labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The HTML page to write (one file; open it in a browser, no server).")
+@click.option("--evidence", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="mentions.parquet of LABELS (default: the one beside LABELS, if any).")
+@click.option("--reports", multiple=True, type=click.Path(exists=True, path_type=Path), help=_REPORTS_HELP)
+@click.option("--gold", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A gold CSV (as `evaluate` reads): show the evaluation and every error, filterable.")
+@click.option("--uncertain", type=click.Choice(["positive", "negative"]), default="negative", show_default=True,
+              help="How an uncertain (-1) label is scored against --gold.")
+@click.option("--encoding", default="utf-8", show_default=True, callback=_encoding, help="Encoding of text inputs.")
+def audit(labels: Path, output: Path, evidence: Path | None, reports: tuple[Path, ...], gold: Path | None,
+          uncertain: str, encoding: str) -> None:
+    """Write one self-contained HTML page to audit LABELS and annotate a gold subset by keyboard."""
+    from cxrcore.labels import read_labels
+    from cxrcore.output import exclusive
+
+    from .audit import GoldFile, label_rows, page_data
+    from .audit_html import render
+
+    evidence = evidence or _beside(labels, "mentions.parquet")
+    table = read_labels(labels)
+    table.require("report_id")
+    texts, inputs, missing = _texts(labels, reports, encoding, list(label_rows(table).index))
+    sources = [labels, *inputs, *(p for p in (evidence, gold) if p is not None)]
+    with Outputs([output], sources) as outputs, exclusive(output):
+        data, warnings = page_data(labels, texts, evidence, GoldFile(gold, uncertain) if gold else None,
+                                   _beside(labels, "sample.csv"))
+        for warning in warnings:
+            say(f"warning: {warning}")
+        Path(outputs.path(output)).write_text(render(data, labels.name), encoding="utf-8")
+        outputs.commit()
+    say(f"{len(data['reports'])} reports → {output}" + (f" ({len(data['gold']['errors'])} errors against {gold})"
+                                                         if gold else "")
+        + (f"; skipped {len(missing)} without text (listed above)" if missing else ""))
+    if missing:
+        sys.exit(EXIT_SKIPPED)
 
 
 

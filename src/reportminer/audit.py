@@ -1,0 +1,148 @@
+"""What the audit page shows, gathered into one JSON-ready dict (audit_html turns it into the page).
+
+Per report: its full text, the labeler's values, its mentions (offsets into the text, assertion,
+rule, the sentence that decided, side/severity/change) and, for a sample, its stratum and weight.
+With a gold file: the figures of `reportminer evaluate` (with their intervals), the gold file's
+values and every false positive and false negative. Strings repeated across mentions (rules,
+sentences) are stored once, so 5,000 reports stay a few megabytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cxrcore.labels import LabelTable, read_labels
+from cxrcore.output import json_text
+
+from .evaluate import evaluate_files, list_errors, read_gold
+from .evidence import read_mentions
+
+ASSERTIONS = ("positive", "negative", "uncertain")
+ATTRIBUTES = ("side", "severity", "change")
+ERROR_TYPES = ("false positive", "false negative")
+
+
+@dataclass(frozen=True)
+class GoldFile:
+    """A gold file to show the evaluation and the errors of, scored as `evaluate` scores it."""
+
+    path: Path
+    uncertain: str = "negative"
+    bootstrap: int = 1000
+    seed: int = 0
+
+
+def label_rows(table: LabelTable) -> pd.DataFrame:
+    """One row of label values per report (a report's images share them), in file order."""
+    return table.frame.drop_duplicates("report_id").set_index("report_id")[table.label_columns]
+
+
+def utf16_offsets(text: str) -> list[int] | None:
+    """Where each character starts in UTF-16 code units (the browser's string index), or None when
+    the two agree (no character beyond the Basic Multilingual Plane)."""
+    if all(ord(c) < 0x10000 for c in text):
+        return None
+    out, at = [], 0
+    for c in text:
+        out.append(at)
+        at += 2 if ord(c) >= 0x10000 else 1
+    return out + [at]
+
+
+class Strings:
+    """Each distinct string once; mentions refer to them by index."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def __call__(self, value: Any) -> int | None:
+        if value is None or (isinstance(value, float) and pd.isna(value)):
+            return None
+        value = str(value)
+        if value not in self._index:
+            self._index[value] = len(self.items)
+            self.items.append(value)
+        return self._index[value]
+
+
+def compact_mentions(group: pd.DataFrame, text: str, findings: Strings, strings: Strings) -> tuple[list, int]:
+    """A report's mentions as [finding, start, end, assertion, rule, sentence, side, severity, change]
+    (indexes into the string tables, offsets in UTF-16 units), and how many do not sit at their
+    offsets in this text (start and end -1: listed, not highlighted)."""
+    units, out, misplaced = utf16_offsets(text), [], 0
+    for m in group.itertuples(index=False):
+        start, end = int(m.start), int(m.end)
+        if not (0 <= start < end <= len(text)) or text[start:end] != m.text:
+            start, end, misplaced = -1, -1, misplaced + 1
+        elif units is not None:
+            start, end = units[start], units[end]
+        out.append([findings(m.finding), start, end, ASSERTIONS.index(m.assertion) if m.assertion in ASSERTIONS else 0,
+                    strings(m.rule), strings(m.sentence), *(strings(getattr(m, a, None)) for a in ATTRIBUTES)])
+    return out, misplaced
+
+
+def report_entries(table: LabelTable, texts: dict[str, str], mentions: pd.DataFrame | None,
+                   findings: Strings, strings: Strings) -> tuple[list[dict], list[str]]:
+    """One entry per report with a text, in the labels' order; warnings naming misplaced mentions."""
+    rows = label_rows(table)
+    grouped = dict(tuple(mentions.groupby("report_id", sort=False))) if mentions is not None else {}
+    entries, warnings = [], []
+    for report_id, values in rows.iterrows():
+        if report_id not in texts:
+            continue
+        text = texts[report_id]
+        marks, misplaced = compact_mentions(grouped[report_id], text, findings, strings) \
+            if report_id in grouped else ([], 0)
+        if misplaced:
+            warnings.append(f"report {report_id}: {misplaced} mentions are not at their offsets in its text (was it "
+                            f"changed since labeling?); they are listed, not highlighted")
+        entries.append({"id": str(report_id), "text": text, "mentions": marks,
+                        "labels": [None if pd.isna(v) else int(v) for v in values]})
+    return entries, warnings
+
+
+def gold_section(labels: Path, gold: GoldFile, columns: list[str]) -> dict[str, Any]:
+    """The evaluation, the gold file's values per report and every error, as `evaluate` finds them."""
+    figures = evaluate_files(labels, gold.path, gold.uncertain, bootstrap=gold.bootstrap, seed=gold.seed)
+    values, scored, _ = read_gold(gold.path, columns)
+    errors = list_errors(labels, gold.path, gold.uncertain)
+    by_report = {str(rid): [None if pd.isna(row.get(c, float("nan"))) else int(row[c]) for c in columns]
+                 for rid, row in values.iterrows()}
+    return {"path": str(gold.path), "evaluation": figures, "scored": scored, "values": by_report,
+            "errors": [[str(e.report_id), columns.index(e.finding), ERROR_TYPES.index(e.error)]
+                       for e in errors.itertuples(index=False)]}
+
+
+def sample_section(sample: Path | None) -> dict[str, list] | None:
+    """Stratum and weight of each report of a `reportminer sample` folder (its sample.csv)."""
+    if sample is None:
+        return None
+    frame = pd.read_csv(sample, dtype={"report_id": str, "stratum": str}, keep_default_na=False)
+    if not {"report_id", "stratum", "weight"} <= set(frame.columns):
+        return None
+    return {r.report_id: [r.stratum, float(r.weight)] for r in frame.itertuples(index=False)}
+
+
+def page_data(labels: Path, texts: dict[str, str], evidence: Path | None = None, gold: GoldFile | None = None,
+              sample: Path | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Everything the page shows, with a digest of it (the key its progress is saved under)."""
+    table = read_labels(labels)
+    table.require("report_id")
+    columns, findings, strings = table.label_columns, Strings(), Strings()
+    for column in columns:
+        findings(column)
+    mentions = read_mentions(evidence) if evidence is not None else None
+    reports, warnings = report_entries(table, texts, mentions, findings, strings)
+    data = {"labels": str(labels), "columns": columns, "noFinding": table.no_finding, "findings": findings.items,
+            "strings": strings.items, "assertions": list(ASSERTIONS), "attributes": list(ATTRIBUTES),
+            "errorTypes": list(ERROR_TYPES), "evidence": str(evidence) if evidence else None, "reports": reports,
+            "gold": gold_section(labels, gold, columns) if gold else None,
+            "sample": sample_section(sample)}
+    data["digest"] = hashlib.sha256(json_text(data, indent=None).encode()).hexdigest()[:16]
+    return data, warnings
