@@ -121,6 +121,16 @@ def test_keyboard_values_survive_a_reload(driver, gold_page):
     assert js(driver, "return document.getElementById('reviewed').checked") is True
 
 
+def test_the_same_audit_written_again_with_a_gold_file_finds_the_work_done(driver, gold_page, labeled):
+    plain = labeled / "plain.html"
+    assert rm("audit", labeled / "labels.parquet", "-o", plain).exit_code == 0
+    load(driver, plain)
+    keys(driver, "1", "r")  # Atelectasis of s01
+    driver.get(gold_page.as_uri())
+    assert js(driver, "return document.getElementById('gold-0').value") == "1"
+    assert js(driver, "return window.audit.reviewed()") == ["s01"]
+
+
 def test_page_holds_one_report_and_a_page_of_the_list(driver, gold_page):
     load(driver, gold_page)
     assert js(driver, "return document.querySelectorAll('#report-text').length") == 1

@@ -131,7 +131,7 @@ def sample_section(sample: Path | None) -> dict[str, list] | None:
 
 def page_data(labels: Path, texts: dict[str, str], evidence: Path | None = None, gold: GoldFile | None = None,
               sample: Path | None = None) -> tuple[dict[str, Any], list[str]]:
-    """Everything the page shows, with a digest of it (the key its progress is saved under)."""
+    """Everything the page shows, and the digest its progress is saved under."""
     table = read_labels(labels)
     table.require("report_id")
     columns, findings, strings = table.label_columns, Strings(), Strings()
@@ -144,5 +144,13 @@ def page_data(labels: Path, texts: dict[str, str], evidence: Path | None = None,
             "errorTypes": list(ERROR_TYPES), "evidence": str(evidence) if evidence else None, "reports": reports,
             "gold": gold_section(labels, gold, columns) if gold else None,
             "sample": sample_section(sample)}
-    data["digest"] = hashlib.sha256(json_text(data, indent=None).encode()).hexdigest()[:16]
+    data["digest"] = digest(columns, reports)
     return data, warnings
+
+
+def digest(columns: list[str], reports: list[dict]) -> str:
+    """The key a page's progress is saved under: its reports, their texts and the labeler's values
+    (what a reviewer's work depends on), not the gold file or the paths, so the same audit written
+    again, say with --gold, finds the work done, and another audit never does."""
+    basis = [columns, [[r["id"], r["text"], r["labels"]] for r in reports]]
+    return hashlib.sha256(json_text(basis, indent=None).encode()).hexdigest()[:16]

@@ -21,9 +21,6 @@ from typing import Any
 
 from cxrcore.output import json_text
 
-ASSETS = ("page.html", "audit.css", "audit.js")
-
-
 def asset(name: str) -> str:
     """One file of the page's package data (reportminer/audit_page/)."""
     return (resources.files("reportminer") / "audit_page" / name).read_text(encoding="utf-8")
