@@ -1,7 +1,9 @@
 """`reportminer sample`, the audit page's contents (no browser) and `evaluate`'s intervals and weights."""
 
 import json
+import os
 import re
+import stat
 
 import numpy as np
 import pandas as pd
@@ -9,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from cxrcore.labels import read_labels
 from cxrcore.output import read_metadata
 from reportminer.audit_html import asset, embed_json
 from reportminer.cli import EXIT_SKIPPED, main
@@ -153,6 +156,21 @@ def test_report_text_cannot_end_the_data_block():
     text = embed_json({"text": "</script><script>alert(1)</script> & <!--"})
     assert "<" not in text and ">" not in text and "&" not in text
     assert json.loads(text)["text"].startswith("</script>")
+
+
+def test_audit_refuses_a_fifo_as_its_page(labeled, tmp_path):
+    fifo = tmp_path / "audit.html"
+    os.mkfifo(fifo)
+    line = only_line(rm("audit", labeled / "labels.parquet", "-o", fifo))
+    assert "is a FIFO (named pipe)" in line and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_a_chexpert_page_has_the_chexpert_columns(tmp_path):
+    assert rm("label", SAMPLES / "reports", "-o", tmp_path / "labels.parquet", "--schema", "chexpert",
+              "--workers", "1", "--quiet").exit_code == 0
+    assert rm("audit", tmp_path / "labels.parquet", "-o", tmp_path / "a.html").exit_code == 0
+    columns = page_json((tmp_path / "a.html").read_text())["columns"]
+    assert columns == read_labels(tmp_path / "labels.parquet").label_columns and "No Finding" in columns
 
 
 def test_the_inlined_script_and_style_cannot_end_their_own_elements():
