@@ -4,7 +4,6 @@ where Debian's chromium, its driver or selenium are missing."""
 
 import json
 import random
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +21,7 @@ if chromium.missing():
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402 (after the skip)
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 VALUES = ["1", "0", "-1", ""]
 KEY_FOR = {"1": "1", "0": "0", "-1": "-", "": "b"}
@@ -163,12 +163,19 @@ def test_errors_are_listed_filtered_and_shown_in_their_report(driver, gold_page)
     assert "unc.differential" in js(driver, "return document.getElementById('report-errors').textContent")
 
 
+def message_after_reading(driver, name: str) -> str:
+    """The page's message once the file `name` is read (the browser reads a chosen file asynchronously)."""
+    script = "return document.getElementById('message').textContent"
+    WebDriverWait(driver, 10).until(lambda d: name in d.execute_script(script))
+    return js(driver, script)
+
+
 def test_import_of_a_partly_done_csv_and_its_one_line_errors(driver, gold_page, tmp_path):
     load(driver, gold_page)
     header = "report_id,Atelectasis,Cardiomegaly,Effusion,Foo"
     (tmp_path / "part.csv").write_text(f"{header}\ns02,1,-1,,x\nnot_here,0,0,0,0\n")
     driver.find_element("id", "import").send_keys(str(tmp_path / "part.csv"))
-    message = js(driver, "return document.getElementById('message').textContent")
+    message = message_after_reading(driver, "part.csv")
     assert "Imported 1 reports from part.csv" in message and "1 are not in this audit: not_here" in message
     assert "Ignored columns: Foo" in message
     js(driver, "window.audit.open('s02')")
@@ -176,8 +183,7 @@ def test_import_of_a_partly_done_csv_and_its_one_line_errors(driver, gold_page, 
     assert js(driver, "return window.audit.reviewed()") == ["s02"]
     (tmp_path / "bad.csv").write_text(f"{header}\ns03,1,2,0,\n")
     driver.find_element("id", "import").send_keys(str(tmp_path / "bad.csv"))
-    assert js(driver, "return document.getElementById('message').textContent") == \
-        "bad.csv:2: column Cardiomegaly must be 1, 0, -1 or blank, got '2'"
+    assert message_after_reading(driver, "bad.csv") == "bad.csv:2: column Cardiomegaly must be 1, 0, -1 or blank, got '2'"
     assert js(driver, "return window.audit.reviewed()") == ["s02"]
     assert chromium.console_errors(driver) == []
 
@@ -283,9 +289,7 @@ def test_export_downloads_the_same_csv(gold_page, tmp_path):
         load(browser, gold_page)
         js(browser, "document.getElementById('gold-0').focus()")
         keys(browser, "1", Keys.ENTER, "e")
-        deadline = time.monotonic() + 10
-        while not (tmp_path / "gold.csv").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        WebDriverWait(browser, 10).until(lambda _: (tmp_path / "gold.csv").exists())
         assert (tmp_path / "gold.csv").read_text() == js(browser, "return window.audit.exportCsv()")
         assert (tmp_path / "gold.csv").read_text().splitlines()[1].startswith("s01,1,")
         assert chromium.console_errors(browser) == []
