@@ -20,7 +20,7 @@ from classifier.losses import targets_and_mask, weighted_bce
 from classifier.choices import ARCHS
 from classifier.config import ModelConfig
 from classifier.models import LSEPool, WeaklySupervisedNet
-from classifier.synthetic import FINDINGS, generate
+from classifier.synthetic import FINDINGS, SIDES, generate
 from reportminer.cli import main as reportminer_main
 
 
@@ -153,6 +153,42 @@ def test_generator_is_seeded_and_its_reports_agree_with_its_truth(tmp_path):
     for finding in FINDINGS:
         said = labels[finding].reindex(truth.index).fillna(0)
         assert ((said != 0) == (truth[finding] == 1)).all(), finding  # present: 1 or -1; absent: 0 or not mentioned
+
+
+WORDS = {"Atelectasis": "atelectasis", "Effusion": "effusion", "Infiltration": "infiltrate", "Mass": "mass",
+         "Nodule": "nodule", "Pneumonia": "pneumonia", "Pneumothorax": "pneumothorax", "Consolidation": "consolidation"}
+
+
+def test_generator_draws_the_eight_boxed_findings_with_hard_cases_and_names_their_side():
+    from classifier.films import CM
+
+    cases = generate_cases(300, size=128, seed=11)
+    assert set(FINDINGS) == {"Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
+                             "Pneumothorax", "Consolidation"}
+    lesions = [(name, lesion) for c in cases for name, lesion in c.lesions.items()]
+    nodules = [lesion.size_cm for name, lesion in lesions if name == "Nodule"]
+    assert min(nodules) < 0.8 and max(nodules) > 2.6  # down to 0.6 cm
+    smallest = min((lesion for name, lesion in lesions if name == "Nodule"), key=lambda lesion: lesion.size_cm)
+    assert smallest.box[2] <= (smallest.size_cm + 0.6) * CM * 128 + 2  # its box: the nodule and a 0.3 cm margin
+    for name in FINDINGS:
+        if name != "Cardiomegaly":
+            assert {lesion.side for n, lesion in lesions if n == name} == {0, 1}, name  # on either side
+    assert sum(len(c.findings) >= 2 for c in cases) > 0.3 * len(cases)  # often two findings or more on one film
+    for case in cases:
+        sentences = case.report.lower().replace("\n", " ").split(". ")
+        for name, lesion in case.lesions.items():
+            if name in WORDS:
+                side = SIDES[lesion.side]
+                assert any(WORDS[name] in s and side in s for s in sentences), (name, side, case.report)
+
+
+def generate_cases(n, size, seed):
+    import numpy as np
+
+    from classifier.synthetic import generate_case
+
+    rng = np.random.default_rng(seed)
+    return [generate_case(i, size, rng)[1] for i in range(n)]
 
 
 from conftest import FAST
