@@ -1,16 +1,17 @@
 """Localization of `classifier fit` settings side by side, on generated radiographs with true boxes.
 
 Every variant trains on image-level labels only (the generator's truth, which is what `reportminer
-label` reads from the generated reports, hedged ones as uncertain → `--uncertain ones`) and is
-scored by `classifier localize` on the same unseen generated images: mean accuracy at T(IoBB) = 0.5
-and T(IoU) = 0.3, pointing accuracy (map maximum inside the true box), and the test AUC of `fit`.
-A variant is `"NAME:key=value key=value ..."`; keys are `classifier fit` options (`output-stride`,
-`epochs`, `pool`, `lse-r`, `lr`, `size`, ...) plus `images` (generated images for fit, 70% of them
-train), and for localize `thresholds` (`60,180;120,200` scores the same run with each set) and
-`heatmaps` (`cam;gradcam:layer2` scores it with each). The rest are the README demo's settings. Several variants run at once with `--parallel` (a GPU holds many).
+label` reads from the generated reports, hedged ones as uncertain → `--uncertain ones`), chooses its
+localization defaults on its own validation split (`localize --split val --calibrate`, the boxes of
+the training set's validation images) and is scored by `classifier localize` with those defaults on
+unseen generated images: mean accuracy at T(IoBB) = 0.5 with its AFP, at IoU > 0.1 and > 0.5, the
+pointing game, Nodule on its own, and the test AUC of `fit`. A variant is `"NAME:key=value ..."`;
+keys are `classifier fit` options (`output-stride`, `epochs`, `trunk-stages`, `size`, ...) plus
+`images` (generated images for fit, 70% of them train) and `heatmaps`, the heatmaps to calibrate and
+score (`auto` lets calibration choose; `cam;gradcam:layer2` fixes each in turn). The rest are the
+README demo's settings. Several variants run at once with `--parallel` (a GPU holds many).
 
-    python benchmarks/localization_sweep.py --variant os32:output-stride=32 --variant os16:output-stride=16 \\
-        --variant os8:output-stride=8
+    python benchmarks/localization_sweep.py --variant demo: --variant cam:heatmaps=cam
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ import pyarrow.parquet as pq
 from classifier.synthetic import FINDINGS, generate
 
 BASE = {"arch": "resnet18", "size": "128", "epochs": "6", "transition": "256", "output-stride": "16",
-        "uncertain": "ones", "images": "1000", "thresholds": "60,180", "heatmaps": "cam"}
-LOCALIZE = ("images", "thresholds", "heatmaps")
+        "uncertain": "ones", "images": "1000", "heatmaps": "auto"}
+LOCALIZE = ("images", "heatmaps")
 
 
 def labels_for(root: Path, n: int) -> Path:
@@ -45,42 +46,61 @@ def labels_for(root: Path, n: int) -> Path:
     return path
 
 
+def command(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "classifier.cli", *map(str, args)], capture_output=True, text=True)
+
+
 def run_variant(name: str, settings: dict[str, str], work: Path, args: argparse.Namespace) -> list[dict]:
-    """fit then localize in subprocesses, as a user runs them; returns the table's rows (one per threshold set)."""
+    """fit, then per heatmap: calibrate on the validation split and localize the unseen set, in
+    subprocesses as a user runs them; returns the table's rows (one per heatmap)."""
     run, loc = work / "runs" / name, work / "loc" / name
+    train = labels_for(work / "train", int(settings["images"]))
     options = {k: v for k, v in settings.items() if k not in LOCALIZE}
-    fit = [sys.executable, "-m", "classifier.cli", "fit", str(labels_for(work / "train", int(settings["images"]))),
-           "-o", str(run), "--device", args.device, "--loader-workers", str(args.loader_workers),
-           "--cache", str(work / "cache"), *[x for k, v in options.items() for x in (f"--{k}", v)]]
     started = time.perf_counter()
-    done = subprocess.run(fit, capture_output=True, text=True)
+    done = command("fit", train, "-o", run, "--device", args.device, "--loader-workers", args.loader_workers,
+                   *[x for k, v in options.items() for x in (f"--{k}", v)])
     seconds = time.perf_counter() - started
     if done.returncode:
         return [{"variant": name, "error": done.stderr.strip().splitlines()[-1]}]
     rows = []
-    for heatmap, levels in [(h, t) for h in settings["heatmaps"].split(";") for t in settings["thresholds"].split(";")]:
+    for heatmap in settings["heatmaps"].split(";"):
         method, _, layer = heatmap.partition(":")
-        out = loc / f"{heatmap.replace(':', '_')}_{levels.replace(',', '_')}"
-        localize = [sys.executable, "-m", "classifier.cli", "localize", str(run),
-                    str(labels_for(work / "unseen", args.unseen)), "-o", str(out), "--boxes",
-                    str(work / "unseen" / "BBox_List.csv"), "--device", args.device, "--thresholds", levels,
-                    "--overlays", str(args.overlays), "--method", method, "--layer", layer or "transition"]
-        done = subprocess.run(localize, capture_output=True, text=True)
+        fixed = [] if method == "auto" else ["--method", method] + (["--layer", layer] if layer else [])
+        out = loc / heatmap.replace(":", "_")
+        done = command("localize", run, train, "--split", "val", "--calibrate", work / "train" / "BBox_List.csv",
+                       "-o", out / "calibration", "--overlays", "0", "--device", args.device, *fixed)
+        if not done.returncode:
+            done = command("localize", run, labels_for(work / "unseen", args.unseen), "-o", out, "--boxes",
+                           work / "unseen" / "BBox_List.csv", "--device", args.device, "--overlays", args.overlays)
         if done.returncode:
-            return [{"variant": name, "error": done.stderr.strip().splitlines()[-1]}]
-        metrics = json.loads((out / "localization.json").read_text())
-        test = json.loads((run / "metrics.json").read_text()).get("test", {})
-        row = {"variant": name, "settings": " ".join(f"{k}={v}" for k, v in settings.items()
-                                                     if BASE.get(k) != v and k not in LOCALIZE[1:]),
-               "heatmap": heatmap, "thresholds": levels, "fit_s": round(seconds), "test_auc": test.get("mean_auc"),
-               "iobb_0.5": metrics["iobb"]["0.5"]["mean"]["acc"], "iou_0.3": metrics["iou"]["0.3"]["mean"]["acc"],
-               "afp_iobb_0.5": metrics["iobb"]["0.5"]["mean"]["afp"], "pointing": metrics["pointing"]["mean"]}
-        for f in FINDINGS:
-            if f in metrics["iobb"]["0.5"]:
-                row[f] = (f"{metrics['iobb']['0.5'][f]['acc']:.2f}/{metrics['iou']['0.3'][f]['acc']:.2f}"
-                          f"/{metrics['pointing'][f]:.2f}")
-        rows.append(row)
+            return rows + [{"variant": name, "heatmap": heatmap, "error": done.stderr.strip().splitlines()[-1]}]
+        rows.append(row(name, settings, heatmap, out, run, seconds))
     return rows
+
+
+def _without_nodule(iobb: dict, recent: dict) -> str:
+    """Mean accuracy at T(IoBB)=0.5 / IoU > 0.5 over the findings other than Nodule."""
+    others = [f for f in iobb if f not in ("mean", "Nodule")]
+    return (f"{sum(iobb[f]['acc'] for f in others) / len(others):.3f}/"
+            f"{sum(recent[f]['acc_iou>0.5'] for f in others) / len(others):.3f}")
+
+
+def row(name: str, settings: dict[str, str], heatmap: str, out: Path, run: Path, seconds: float) -> dict:
+    """One line of the table: the means, Nodule, and each finding's IoBB 0.5 / IoU > 0.5 accuracy."""
+    metrics = json.loads((out / "localization.json").read_text())
+    test = json.loads((run / "metrics.json").read_text()).get("test", {})
+    iobb, recent, chosen = metrics["iobb"]["0.5"], metrics["recent"], metrics["heatmap"]
+    out_row = {"variant": name, "settings": " ".join(f"{k}={v}" for k, v in settings.items()
+                                                     if BASE.get(k) != v and k not in LOCALIZE),
+               "heatmap": heatmap, "chosen": f"{chosen['method']} {chosen['layer']} {chosen['thresholds']}",
+               "fit_s": round(seconds), "test_auc": test.get("mean_auc"), "iobb_0.5": iobb["mean"]["acc"],
+               "afp_iobb_0.5": iobb["mean"]["afp"], "iou>0.1": recent["mean"]["acc_iou>0.1"],
+               "iou>0.5": recent["mean"]["acc_iou>0.5"], "pointing": recent["mean"]["pointing"],
+               "mean_without_nodule": _without_nodule(iobb, recent)}
+    for f in FINDINGS:
+        if f in iobb:
+            out_row[f] = f"{iobb[f]['acc']:.2f}/{recent[f]['acc_iou>0.5']:.2f}"
+    return out_row
 
 
 def markdown(rows: list[dict]) -> str:
@@ -134,7 +154,7 @@ def main() -> None:
     with ThreadPoolExecutor(args.parallel) as pool:
         rows = [row for rows in pool.map(one, variants.items()) for row in rows]
     print()
-    print("per finding: IoBB@0.5 / IoU@0.3 / pointing accuracy")
+    print("per finding: accuracy at T(IoBB)=0.5 / at IoU > 0.5")
     print(markdown(rows))
 
 

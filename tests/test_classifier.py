@@ -2,7 +2,6 @@
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -274,7 +273,8 @@ def test_torchvision_weights_are_loaded_and_reported(tiny, tmp_path):
     assert f"resnet18: loaded 120 trunk tensors from {tmp_path / 'resnet18.pth'}" in result.output
     wrong = run("fit", tiny / "labels.parquet", "-o", tmp_path / "run2", "--epochs", "1", "--weights",
                 tmp_path / "resnet18.pth", *FAST[:0], "--arch", "densenet121", "--size", "48", "--transition", "8")
-    assert wrong.exit_code == 1 and "no tensor matches a densenet121 trunk" in wrong.output
+    assert wrong.exit_code == 1 and "trunk tensors are missing or of another shape there" in wrong.output
+    assert "is it a densenet121 state dict?" in wrong.output
 
 
 def test_options_an_architecture_cannot_build_are_one_line_errors(tiny, tmp_path):
@@ -285,3 +285,21 @@ def test_options_an_architecture_cannot_build_are_one_line_errors(tiny, tmp_path
     short = run("fit", tiny / "labels.parquet", "-o", tmp_path / "run2", "--epochs", "1", "--trunk-stages", "3",
                 "--output-stride", "32", *FAST)
     assert short.exit_code == 1 and "ends at stride 16" in short.output
+
+
+def test_flip_augmentation_mirrors_about_half_the_images_the_same_way_for_one_seed():
+    """`--augment flip` (CheXNet's): each image either as it is or mirrored left-right, about half of
+    them mirrored, decided by the (seed, epoch, position) generator so a rerun draws the same."""
+    from classifier.data import augment
+
+    image = torch.linspace(0, 1, 32).repeat(32, 1)  # dark on the left, bright on the right
+    flipped = []
+    for n in range(200):
+        out = augment(image, torch.Generator().manual_seed(n), "flip")
+        assert torch.equal(out, image) or torch.equal(out, image.flip(-1))
+        assert torch.equal(out, augment(image, torch.Generator().manual_seed(n), "flip"))
+        flipped.append(torch.equal(out, image.flip(-1)))
+    assert 70 <= sum(flipped) <= 130
+    both = augment(image, torch.Generator().manual_seed(0), "affine+flip")
+    assert not torch.equal(both, image) and not torch.equal(both, image.flip(-1))
+    assert torch.equal(augment(image, torch.Generator().manual_seed(0), "none"), image)

@@ -28,6 +28,8 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from cxrcore.splits import patient_splits
 import torch
 import torchvision
 from click.testing import CliRunner
@@ -458,7 +460,9 @@ def png_header(width: int, height: int) -> bytes:
 def test_an_image_claiming_50000_squared_pixels_is_refused_and_training_goes_on(tiny, tmp_path):
     """An image whose header claims 50000x50000 pixels is named as too large and left out; fit exits 0."""
     root = copy_images(tiny, tmp_path)
-    bomb = root / "images" / "synth_000005.png"
+    labels = pd.read_parquet(tiny / "labels.parquet")
+    split = patient_splits(labels["patient_id"], (0.7, 0.1, 0.2), 0)  # fit's own split of these labels
+    bomb = root / labels.loc[split == "test", "image_path"].iloc[0]  # every test image is read after training
     bomb.write_bytes(png_header(50_000, 50_000))
     run = tmp_path / "run"
     result = cl("fit", tiny / "labels.parquet", "--images", root, "-o", run, "--epochs", "1", *FAST)
@@ -677,21 +681,22 @@ def test_checkpoint_of_another_architecture_is_one_line(tiny_run, tmp_path):
     assert not out.exists()
 
 
-@pytest.mark.slow
-def test_corrupt_cache_files_are_decoded_again(tiny, tmp_path):
-    """Every .npy of a --cache filled with garbage: the next fit with that cache still succeeds (exit 0)."""
-    cache = tmp_path / "cache"
-    first = cl("fit", tiny / "labels.parquet", "-o", tmp_path / "run1", "--epochs", "1", "--cache", cache, *FAST)
-    assert first.exit_code == 0, first.output
-    files = list(cache.glob("*.npy"))
-    assert len(files) > 40  # every image read once (the train loader drops its last partial batch)
-    for f in files:
-        f.write_bytes(os.urandom(300))
-    second = cl("fit", tiny / "labels.parquet", "-o", tmp_path / "run2", "--epochs", "1", "--cache", cache, *FAST)
-    assert second.exit_code == 0, second.output
-    assert "Traceback" not in second.output
-    assert (tmp_path / "run2" / "last.pt").exists()
-    assert all(np.load(f).shape == (48, 48) for f in files)  # replaced by good ones
+def test_a_damaged_store_is_one_line_and_an_undecodable_image_is_named(tiny, tmp_path):
+    """A store whose index is garbage: `fit --store` is one line; an image that could not be decoded
+    when the store was prepared is named by `prepare` (exit 3) and skipped when read."""
+    images = tmp_path / "set"
+    shutil.copytree(tiny, images)
+    broken = pd.read_parquet(images / "labels.parquet")["image_path"].iloc[3]
+    (images / broken).write_bytes(b"not a png")
+    store = tmp_path / "store"
+    made = cl("prepare", images / "labels.parquet", "--size", "48", "-o", store, "--workers", "1")
+    assert made.exit_code == 3, made.output
+    assert "skipped unreadable image" in made.output and f"{Path(broken).name}: cannot decode" in made.output
+    (store / "index.parquet").write_bytes(os.urandom(300))
+    line = error_line(cl("fit", images / "labels.parquet", "--store", store, "-o", tmp_path / "run", "--epochs", "1",
+                         *FAST))
+    assert f"{store}: not a prepared store" in line
+    assert not (tmp_path / "run" / "last.pt").exists()
 
 
 # --- 13. Bad lines and missing columns ----------------------------------------------------------

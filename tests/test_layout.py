@@ -24,7 +24,7 @@ sys.meta_path.insert(0, Absent())
 IMPORT_ALL = """
 import importlib, pkgutil
 package = importlib.import_module({package!r})
-names = [m.name for m in pkgutil.walk_packages(package.__path__, {package!r} + ".")]
+names = [m.name for m in pkgutil.walk_packages(package.__path__, {package!r} + ".") if not m.name.endswith("__main__")]
 for name in names:
     importlib.import_module(name)
 print(len(names))

@@ -1,6 +1,7 @@
 """Localization: IoU, IoBB and AFP on hand-computed cases, thresholded regions, and the command."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -8,8 +9,13 @@ import pytest
 from click.testing import CliRunner
 
 from classifier.cli import main
-from classifier.boxes import boxes_from_map, iobb, iou
+from classifier.defaults import DEFAULTS_FILE
+from classifier.boxes import BoxRules, boxes_from_map, iobb, iou, merge_boxes
 from classifier.metrics import localization_metrics
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def test_iou_and_iobb_by_hand():
@@ -34,15 +40,110 @@ def test_accuracy_and_false_positives_by_hand():
     assert set(metrics["iou"]) == {"0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7"}
 
 
-def test_thresholds_give_one_box_per_region_in_image_pixels():
-    heatmap = np.zeros((8, 8))
-    heatmap[1:3, 1:3] = 1.0   # a strong region
-    heatmap[5:7, 4:8] = 0.5   # a weaker one
-    found = boxes_from_map(heatmap, (60, 180), scale=(4.0, 2.0))
-    boxes = sorted(b for b, _ in found)
-    # at 60: both regions; at 180: only the strong one
-    assert boxes == [(4.0, 2.0, 8.0, 4.0), (4.0, 2.0, 8.0, 4.0), (16.0, 10.0, 16.0, 4.0)]
-    assert boxes_from_map(np.ones((4, 4)), (60,), (1.0, 1.0)) == []  # a flat map has no region
+def test_recent_figures_count_iou_strictly_above_and_pointing_by_hand():
+    truth = pd.DataFrame([["a", "Mass", 0, 0, 10, 10], ["b", "Mass", 0, 0, 10, 10]],
+                         columns=["Image Index", "Finding Label", "x", "y", "w", "h"])
+    # a: IoU exactly 0.5 (half the true box); b: IoU 1/3, and a false box
+    predicted = pd.DataFrame([["a", "Mass", 0, 0, 10, 5], ["b", "Mass", 5, 0, 10, 10], ["b", "Mass", 30, 30, 5, 5]],
+                             columns=["Image Index", "Finding Label", "x", "y", "w", "h"])
+    peaks = pd.DataFrame([["a", "Mass", 5.0, 5.0], ["b", "Mass", 50.0, 50.0]],
+                         columns=["Image Index", "Finding Label", "x", "y"])
+    metrics = localization_metrics(predicted, truth, ["Mass", "Nodule"], peaks)
+    assert metrics["iou"]["0.5"]["Mass"]["acc"] == 0.5  # the paper's tables: IoU 50/100 counts at T(IoU) = 0.5
+    assert metrics["recent"]["Mass"] == {"acc_iou>0.1": 1.0, "acc_iou>0.5": 0.0, "afp_iou>0.1": 0.5, "pointing": 0.5}
+    assert metrics["recent"]["mean"] == metrics["recent"]["Mass"] and metrics["true_boxes"] == {"Mass": 2}
+    assert set(metrics) == {"iobb", "iou", "pointing", "recent", "true_boxes"}
+
+
+def test_calibration_fits_the_thresholds_to_the_true_boxes_and_avoids_false_ones():
+    from classifier.calibration import choose_thresholds, entry
+
+    entries = []
+    for k in range(6):
+        heatmap = blob(40, (12 + k, 12), 8, 1.0) + blob(40, (30, 30), 6, 0.6)  # a lesion and a weaker blob (peak 153)
+        truth = [(11, 11 + k, 3, 3)]  # the lesion's pixels at 200 and above on the 0-255 scale (radius 1.7)
+        entries.append(entry("Mass", heatmap, truth, (1.0, 1.0)))
+    overall, own, figures = choose_thresholds(entries, BoxRules(min_area=0), None)
+    low, high = own["Mass"]
+    assert low == 200 and high > 153, (low, high)  # boxes the size of the truth (180: 5x5), and the blob draws none
+    assert figures["Mass"]["acc_iou>0.5"] == 1.0 and figures["Mass"]["afp_iobb_0.5"] == 0.0
+    assert overall == (low, high)
+    [(fixed, _, _)] = [choose_thresholds(entries, BoxRules(min_area=0), (60, 100))]
+    assert fixed == (60, 100)  # given thresholds are kept, not searched
+
+
+def test_defaults_come_from_the_options_then_the_run_then_the_architecture(tmp_path):
+    from cxrcore.errors import InputError
+    from classifier.defaults import DEFAULTS_FILE, Options, Settings, read_defaults, resolve, write_defaults
+
+    built = read_defaults(tmp_path, "resnet18")
+    assert built.source == "built-in for resnet18" and not built.calibration_digests
+    recorded = Settings("cam", "transition", BoxRules(90, 210), {"Nodule": ("layercam", "layer1", 150, 230)})
+    write_defaults(tmp_path, recorded, {"images": 3, "boxes": "cal.csv", "image_digests": ["d1", "d2", "d3"]}, {})
+    settings = read_defaults(tmp_path, "resnet18")
+    assert (settings.method, settings.rules.low) == ("cam", 90)
+    assert settings.choice_for("Nodule") == ("layercam", "layer1", BoxRules(150, 230))
+    assert settings.groups(["Mass", "Nodule"]) == {("cam", "transition"): ["Mass"], ("layercam", "layer1"): ["Nodule"]}
+    assert settings.calibration_digests == {"d1", "d2", "d3"} and "chosen on 3 images of cal.csv" in settings.source
+    partly = resolve(settings, Options(method="gradcam", layer="layer2"))
+    assert (partly.method, partly.layer, partly.rules.low, partly.per_finding) == ("gradcam", "layer2", 90, {})
+    assert partly.calibration_digests  # recorded thresholds still in use: the images they were chosen on stay refused
+    given = resolve(settings, Options(method="cam", thresholds=(60, 180), max_boxes=1))
+    assert given.choice_for("Nodule") == ("cam", "transition", BoxRules(60, 180, max_boxes=1))
+    assert not given.calibration_digests and given.source == "options"
+    (tmp_path / DEFAULTS_FILE).write_text('{"method": "cam"}')
+    with pytest.raises(InputError, match=f"{DEFAULTS_FILE}: not a localization defaults file .* calibrate again"):
+        read_defaults(tmp_path, "resnet18")
+
+
+def blob(size, centre, radius, peak):
+    """A hand-made map: a cone of `peak` at `centre` falling to 0 at `radius` pixels."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    return np.clip(1 - np.hypot(yy - centre[0], xx - centre[1]) / radius, 0, None) * peak
+
+
+def test_hysteresis_keeps_a_low_region_only_where_it_reaches_the_high_threshold():
+    heatmap = blob(64, (16, 16), 10, 1.0) + blob(64, (48, 48), 10, 0.5)  # a lesion and a weak blob at half its height
+    rules = BoxRules(low=60, high=180, min_area=0, max_boxes=5)
+    [(box, score)] = boxes_from_map(heatmap, rules, scale=(1.0, 1.0))
+    assert 14 <= box[0] + box[2] / 2 <= 18 and score == pytest.approx(1.0)  # the weak blob (peak 127) draws nothing
+    # the kept box has the low threshold's extent (cone radius 10 * (1 - 60/255) = 7.6), not the high one's (2.9)
+    assert 14 <= box[2] <= 17
+    both = boxes_from_map(heatmap, BoxRules(low=60, high=120, min_area=0, max_boxes=5), (1.0, 1.0))
+    assert sorted(round(s, 2) for _, s in both) == [0.5, 1.0]  # a lower high threshold keeps the blob too
+    assert boxes_from_map(np.ones((4, 4)), rules, (1.0, 1.0)) == []  # a flat map shows nothing
+
+
+def test_size_floor_drops_tiny_regions_and_boxes_are_in_image_pixels():
+    heatmap = blob(64, (16, 16), 10, 1.0)
+    heatmap[50, 50] = 0.9  # one strong pixel: 1 of 4,096 pixels
+    rules = BoxRules(low=60, high=180, min_area=0.001, max_boxes=5)
+    found = boxes_from_map(heatmap, rules, scale=(4.0, 2.0))
+    assert len(found) == 1 and found[0][0][0] < 80  # the pixel is under the floor (0.001 * 4,096 = 4 pixels)
+    kept = boxes_from_map(heatmap, BoxRules(low=60, high=180, min_area=0, max_boxes=5), (4.0, 2.0))
+    assert sorted(b for b, _ in kept)[1] == (200.0, 100.0, 4.0, 2.0)  # without the floor it is a box, scaled
+
+
+def test_overlapping_boxes_merge_and_at_most_max_boxes_are_kept():
+    heatmap = np.zeros((40, 40))
+    heatmap[5:7, 3:15] = heatmap[5:15, 13:15] = 1.0  # a lesion in two regions split by a dip: an inverted L ...
+    heatmap[9:17, 6:8] = 0.9                         # ... and a bar under it, 12 of its 16 box pixels in the L's box
+    heatmap[30:35, 30:35] = 0.8                      # two separate findings
+    heatmap[30:35, 2:6] = 0.75
+    rules = BoxRules(low=100, high=150, min_area=0, merge=0.5, max_boxes=3)
+    found = boxes_from_map(heatmap, rules, (1.0, 1.0))
+    assert [b for b, _ in found] == [(3, 5, 12, 12), (30, 30, 5, 5), (2, 30, 4, 5)]
+    assert found[0][1] == pytest.approx(1.0)  # the union keeps the higher score
+    apart = boxes_from_map(heatmap, BoxRules(low=100, high=150, min_area=0, merge=0.9, max_boxes=5), (1.0, 1.0))
+    assert len(apart) == 4  # overlapping by 0.75 of the smaller: kept apart at merge=0.9
+    assert [b for b, _ in boxes_from_map(heatmap, BoxRules(100, 150, 0, 0.5, 2), (1.0, 1.0))] == \
+        [(3, 5, 12, 12), (30, 30, 5, 5)]  # the two best scored
+
+
+def test_merge_joins_boxes_by_overlap_of_the_smaller_until_none_overlap():
+    a, b, c = ((0, 0, 10, 10), 0.9), ((8, 0, 10, 10), 0.8), ((14, 0, 3, 3), 0.7)  # a-b overlap 20%; c inside b
+    assert merge_boxes([a, b, c], 0.5) == [a, b]
+    assert merge_boxes([a, b, c], 0.2) == [((0, 0, 18, 10), 0.9)]  # a+b, and c inside their union
 
 
 @pytest.mark.slow
@@ -57,8 +158,13 @@ def test_localize_command_writes_boxes_overlays_and_tables(tmp_path, tiny_run):
     assert (boxes["x"] >= 0).all() and (boxes["x"] + boxes["w"] <= 48.01).all()
     metrics = json.loads((out / "localization.json").read_text())
     assert 0 <= metrics["iobb"]["0.5"]["mean"]["acc"] <= 1 and "Nodule" in metrics["iou"]["0.3"]
+    assert set(metrics["recent"]["Nodule"]) == {"acc_iou>0.1", "acc_iou>0.5", "afp_iou>0.1", "pointing"}
+    assert metrics["heatmap"]["source"] == "built-in for resnet18" and metrics["heatmap"]["max_boxes"] == 3
+    per_map = boxes.groupby(["Image Index", "Finding Label"]).size()
+    assert per_map.max() <= 3  # at most max_boxes per finding and image
     assert len(list((out / "overlays").glob("*.png"))) == 3
-    assert "T(IoBB)" in result.output and "mean accuracy: T(IoBB)=0.5" in result.output
+    assert "T(IoBB)" in result.output and "IoU>0.5 Acc." in result.output
+    assert "mean over 9 findings: T(IoBB)=0.5" in result.output
 
 
 @pytest.mark.slow
@@ -76,6 +182,53 @@ def test_boxes_in_other_pixels_are_scaled(tmp_path, tiny_run):
     ma = json.loads((tmp_path / "a" / "localization.json").read_text())
     mb = json.loads((tmp_path / "b" / "localization.json").read_text())
     assert ma["iou"]["0.1"]["mean"] == pytest.approx(mb["iou"]["0.1"]["mean"])
+
+
+def boxes_of(path, images):
+    """The NIH-format boxes of `path` on `images` only, as a table."""
+    table = pd.read_csv(path, skiprows=1, header=None)
+    return table[table[0].isin(images)]
+
+
+def write_boxes(table, path):
+    path.write_text("Image Index,Finding Label,Bbox [x,y,w,h],,,\n" + table.to_csv(index=False, header=False))
+    return path
+
+
+@pytest.mark.slow
+def test_calibration_never_reads_the_boxes_it_reports_on(tmp_path, tiny_run):
+    """Calibrate on one half of the boxed images and score the other: the recorded choice is the same
+    whatever the scored boxes say, the scores count only the scored boxes, and a calibration image
+    among the scored ones is an error naming it, in the same call and in every later one."""
+    root, trained = tiny_run
+    everything = root / "BBox_List.csv"
+    images = sorted(pd.read_csv(everything, skiprows=1, header=None)[0].unique())
+    held = write_boxes(boxes_of(everything, images[::2]), tmp_path / "held.csv")
+    scored = boxes_of(everything, images[1::2])
+    moved = scored.copy()
+    moved[[2, 3]] = (moved[[2, 3]] + 7) % 40  # the scored images' boxes somewhere else entirely
+    chosen = []
+    versions = (("a", write_boxes(scored, tmp_path / "scored.csv")), ("b", write_boxes(moved, tmp_path / "moved.csv")))
+    for name, truth in versions:
+        run = shutil.copytree(trained, tmp_path / f"run_{name}")
+        result = invoke("localize", run, root / "labels.parquet", "-o", tmp_path / name, "--calibrate", held, "--boxes",
+                        truth, "--method", "gradcam", "--overlays", "0")
+        assert result.exit_code == 0, result.output
+        recorded = json.loads((run / DEFAULTS_FILE).read_text())
+        chosen.append({k: recorded[k] for k in ("method", "layer", "thresholds", "per_finding", "chosen_on")})
+        metrics = json.loads((tmp_path / name / "localization.json").read_text())
+        assert sum(metrics["true_boxes"].values()) == len(scored)  # only the scored boxes are counted
+    assert chosen[0] == chosen[1]  # whatever the scored boxes say, the choice is the same
+    assert chosen[0]["chosen_on"]["images"] == len(images[::2])
+    overlap = invoke("localize", run, root / "labels.parquet", "-o", tmp_path / "c", "--calibrate", held, "--boxes",
+                     everything)
+    assert overlap.exit_code == 1
+    assert f"{images[0]} (and {len(images[::2]) - 1} more) is also in --calibrate" in overlap.output
+    later = invoke("localize", run, root / "labels.parquet", "-o", tmp_path / "d", "--boxes", everything)
+    assert later.exit_code == 1 and f"{images[0]} was used to choose this run's localization defaults" in later.output
+    stated = invoke("localize", run, root / "labels.parquet", "-o", tmp_path / "e", "--boxes", everything, "--method",
+                    "cam", "--thresholds", "60,180", "--overlays", "0")
+    assert stated.exit_code == 0, stated.output  # every value given: nothing chosen on these images is used
 
 
 def test_a_lesion_at_a_known_place_gives_the_map_its_maximum_there():
@@ -100,7 +253,7 @@ def test_a_lesion_at_a_known_place_gives_the_map_its_maximum_there():
         _, maps = class_maps(model.eval(), image)
     row, col = divmod(int(maps[0, 0].argmax()), 128)
     assert (row, col) == (48, 96)
-    [(box, _)] = boxes_from_map(maps[0, 0].numpy(), (220,), (1.0, 1.0))
+    [(box, _)] = boxes_from_map(maps[0, 0].numpy(), BoxRules(220, 220, min_area=0), (1.0, 1.0))
     x, y, w, h = box
     assert x < 96 < x + w and y < 48 < y + h and w < 16 and h < 16
 
@@ -154,7 +307,12 @@ def test_grad_cam_reads_a_chosen_layer_and_names_the_layers_when_asked_for_anoth
                                        "--layer", "layer2"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "localization.json").read_text())
-    assert metrics["heatmap"] == {"method": "gradcam", "layer": "layer2", "thresholds": [60, 180]}
+    from classifier.defaults import BUILT_IN
+
+    # the heatmap given; the thresholds not, so they are the architecture's built-in ones
+    assert {k: metrics["heatmap"][k] for k in ("method", "layer", "thresholds", "source")} == \
+        {"method": "gradcam", "layer": "layer2", "thresholds": list(BUILT_IN["resnet18"][2:]),
+         "source": "built-in for resnet18"}
     assert 0 <= metrics["pointing"]["mean"] <= 1
     bad = CliRunner().invoke(main, ["localize", str(run), str(root / "labels.parquet"), "-o", str(tmp_path / "x"),
                                     "--method", "gradcam", "--layer", "layer9"])

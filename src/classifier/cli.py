@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
+import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cxrcore.cli import OneLineErrors, printable
+from cxrcore.cli import EXIT_SKIPPED, OneLineErrors, printable
 from cxrcore.splits import SPLITS
 
 from . import __version__
-from .choices import ARCHS, DEVICES, HEATMAPS, LOSSES, POOLS, UNCERTAIN_POLICIES
+from .choices import (ARCHS, AUGMENTATIONS, DEVICES, HEATMAPS, LOSSES, OPTIMIZERS, POOLS, SCHEDULES,
+                      UNCERTAIN_POLICIES)
 
 err = Console(stderr=True, highlight=False)
+PRESET_NAMES = ("chestxray8", "chexnet")  # presets.py holds what each sets (it imports nothing heavy either)
 NEEDS = {"torch": "torch", "torchvision": "torchvision", "PIL": "pillow", "scipy": "scipy"}
 
 
@@ -79,13 +83,64 @@ def synth(output: Path, count: int, size: int, seed: int, hedge: float) -> None:
 @click.argument("labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder the image paths are relative to (default: the labels file's folder).")
+@click.option("--size", type=click.IntRange(min=32), default=224, show_default=True, help="Pixels of the square image.")
+@click.option("-o", "--output", "store", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The store folder (images.u8, index.parquet, store.json).")
+@click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
+              help="Processes decoding at once.")
+@click.option("--resume", is_flag=True, help="Continue a preparation that was stopped.")
+def prepare(labels: Path, images: Path | None, size: int, store: Path, workers: int, resume: bool) -> None:
+    """Decode every image of LABELS once into a store that fit, score and localize read with --store."""
+    from cxrcore.labels import read_labels
+
+    from .data import resolve_paths
+    from .store import prepare_store
+
+    table = read_labels(labels)
+    paths = resolve_paths(table.frame, labels, images)
+    ids = table.frame["image_id"].astype(str).tolist() if "image_id" in table.frame else [str(p) for p in paths]
+    unique = list(dict.fromkeys(zip(ids, paths)))
+    with Progress(TextColumn("preparing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
+        task = bar.add_task("prepare", total=len(unique))
+        index = prepare_store(unique, size, store, workers, resume, f"{labels} (images: {images or labels.parent})",
+                              say=lambda m: bar.console.print(printable(m), markup=False, soft_wrap=True),
+                              progress=lambda n: bar.advance(task, n))
+    say(f"{int(index['ok'].sum()):,} of {len(index):,} images at {size} px ({size * size:,} bytes each) → {store}")
+    if not index["ok"].all():
+        sys.exit(EXIT_SKIPPED)
+
+
+def _preset_defaults(ctx: click.Context, preset: str | None, values: dict) -> dict:
+    """The options a preset sets, where the command line did not set them itself."""
+    from click.core import ParameterSource
+
+    from .presets import PRESETS
+
+    if preset is None:
+        return values
+    chosen = dict(values)
+    for name, value in PRESETS[preset].items():
+        if ctx.get_parameter_source(name) != ParameterSource.COMMANDLINE:
+            chosen[name] = value
+    return chosen
+
+
+@main.command()
+@click.argument("labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder the image paths are relative to (default: the labels file's folder).")
+@click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Read the images from this prepared store (`classifier prepare`) instead of their files.")
 @click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run folder: best.pt, last.pt, metrics.json, train_log.jsonl, config.json.")
+@click.option("--preset", type=click.Choice(sorted(PRESET_NAMES)),
+              help="A recipe that sets options (chestxray8: the paper's; chexnet: DenseNet-121, BCE, Adam, plateau); "
+                   "options given here win.")
 @click.option("--arch", type=click.Choice(ARCHS), default="resnet50", show_default=True)
 @click.option("--pool", type=click.Choice(POOLS), default="lse", show_default=True)
 @click.option("--lse-r", type=Positive(), default=10.0, show_default=True, help="r of LSE pooling.")
-@click.option("--transition", "transition_channels", type=click.IntRange(min=1), default=1024, show_default=True,
-              help="Channels D of the transition layer.")
+@click.option("--transition", "transition_channels", type=click.IntRange(min=0), default=1024, show_default=True,
+              help="Channels D of the transition layer (0: none, the trunk's own features).")
 @click.option("--output-stride", type=click.Choice(["8", "16", "32"]), show_default="16 (DenseNet: 32)",
               help="Trunk stride: 16 or 8 dilate a ResNet's last stages for finer class activation maps (32: the "
                    "paper's, a 7x7 map at 224 px; 16 costs ResNet-50 about 1.6x the compute).")
@@ -95,41 +150,56 @@ def synth(output: Path, count: int, size: int, seed: int, hedge: float) -> None:
 @click.option("--uncertain", type=click.Choice(UNCERTAIN_POLICIES), default="ignore", show_default=True)
 @click.option("--size", type=click.IntRange(min=32), default=224, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="The global batch: under torchrun it is shared among the processes.")
+@click.option("--accumulate", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Batches per optimiser step (an effective batch of batch size x accumulate).")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adamw", show_default=True)
 @click.option("--lr", type=Positive(), default=1e-3, show_default=True)
+@click.option("--schedule", type=click.Choice(SCHEDULES), default="onecycle", show_default=True,
+              help="Learning-rate schedule (plateau: cut tenfold when the validation AUC stalls).")
+@click.option("--warmup-epochs", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Linear warm-up for the cosine, plateau and constant schedules.")
+@click.option("--augment", type=click.Choice(AUGMENTATIONS), default="affine", show_default=True,
+              help="affine: small shifts, rotation, scale and exposure; flip: left-right flips (CheXNet's).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A torchvision state dict for the trunk (nothing is downloaded).")
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Keep decoded, resized images here between epochs and runs.")
 @click.option("--loader-workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="DataLoader worker processes.")
-@click.option("--channels-last/--no-channels-last", default=False, show_default=True)
+@click.option("--channels-last/--no-channels-last", default=None, show_default="on GPUs",
+              help="channels_last memory format (measured faster on GPUs, not on the CPU).")
 @click.option("--cpu-bf16/--no-cpu-bf16", default=False, show_default=True, help="bfloat16 autocast on the CPU.")
 @click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR from its last checkpoint, with its own settings.")
 @click.option("--pause-after", type=click.IntRange(min=1),
               help="Stop after this many epochs of this invocation (for time-limited jobs); --resume goes on.")
-def fit(labels: Path, images: Path | None, run_dir: Path, arch: str, pool: str, lse_r: float, transition_channels: int,
-        output_stride: str | None, trunk_stages: str, loss: str, uncertain: str, size: int, epochs: int, batch_size: int,
-        lr: float, seed: int, device: str, weights: Path | None, cache_dir: Path | None, loader_workers: int,
-        channels_last: bool, cpu_bf16: bool, resume: bool, pause_after: int | None) -> None:
-    """Train on LABELS (a labels.parquet) with image-level labels only."""
+@click.pass_context
+def fit(ctx: click.Context, labels: Path, images: Path | None, store: Path | None, run_dir: Path, preset: str | None,
+        **options) -> None:
+    """Train on LABELS (a labels.parquet) with image-level labels only. Several processes or GPUs:
+    torchrun --nproc_per_node N -m classifier fit ..."""
     from .config import ModelConfig, TrainConfig
     from .training import fit as run_fit
 
-    config = TrainConfig(model=ModelConfig(arch=arch, pool=pool, lse_r=lse_r, transition_channels=transition_channels,
-                                           output_stride=int(output_stride) if output_stride else None,
-                                           trunk_stages=int(trunk_stages)),
-                         size=size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, loss=loss,
-                         uncertain=uncertain, device=device, loader_workers=loader_workers,
-                         channels_last=channels_last, cpu_bf16=cpu_bf16)
+    o = _preset_defaults(ctx, preset, options)
+    stride = o["output_stride"]
+    config = TrainConfig(model=ModelConfig(arch=o["arch"], pool=o["pool"], lse_r=o["lse_r"],
+                                           transition_channels=o["transition_channels"],
+                                           output_stride=int(stride) if stride else None,
+                                           trunk_stages=int(o["trunk_stages"])),
+                         size=o["size"], epochs=o["epochs"], batch_size=o["batch_size"], lr=o["lr"], seed=o["seed"],
+                         loss=o["loss"], uncertain=o["uncertain"], device=o["device"],
+                         loader_workers=o["loader_workers"], channels_last=o["channels_last"], cpu_bf16=o["cpu_bf16"],
+                         optimizer=o["optimizer"], schedule=o["schedule"], warmup_epochs=o["warmup_epochs"],
+                         accumulate=o["accumulate"], augment=o["augment"], preset=preset)
+    main_process = os.environ.get("RANK", "0") == "0"
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-                  TextColumn("{task.fields[speed]}"), TimeElapsedColumn(), console=err) as progress:
-        metrics = run_fit(labels, images, run_dir, config, weights=weights, resume=resume, cache_dir=cache_dir,
-                          say=lambda m: progress.console.print(m, markup=False, soft_wrap=True), progress=progress,
-                          pause_after=pause_after)
-    if metrics is None:
+                  TextColumn("{task.fields[speed]}"), TimeElapsedColumn(), console=err, disable=not main_process) as bar:
+        metrics = run_fit(labels, images, run_dir, config, weights=o["weights"], resume=o["resume"], store=store,
+                          say=lambda m: bar.console.print(printable(m), markup=False, soft_wrap=True), progress=bar,
+                          pause_after=o["pause_after"])
+    if metrics is None or not main_process:
         return
     for split in ("val", "test"):
         if split in metrics:
@@ -145,19 +215,33 @@ def fit(labels: Path, images: Path | None, run_dir: Path, arch: str, pool: str, 
               help="scores.parquet; SCORES.auc.json and SCORES.roc.png are written beside it.")
 @click.option("--split", type=click.Choice(SPLITS), help="Score only this split (default: all rows).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Read the images from this prepared store (`classifier prepare`) instead of their files.")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Bootstrap resamples for the 95% intervals.")
 def score(run_dir: Path, labels: Path, images: Path | None, output: Path, split: str | None, device: str,
-          cache_dir: Path | None, bootstrap: int) -> None:
+          store: Path | None, bootstrap: int) -> None:
     """Probabilities for every image of LABELS, and AUC with 95% bootstrap intervals."""
     from .score import score as run_score
 
-    summary = run_score(run_dir, labels, images, output, split=split, device=device, cache_dir=cache_dir,
+    summary = run_score(run_dir, labels, images, output, split=split, device=device, store=store,
                         n_boot=bootstrap, say=say)
     for name, r in summary["per_finding"].items():
         say(f"{name:<20} AUC {r['auc']:.3f} (95% CI {r['ci_low']:.3f}-{r['ci_high']:.3f}; {r['positives']} positive of {r['n']})")
     say(f"mean AUC {summary['mean_auc']:.3f} over {summary['images']} images → {output}")
+
+
+def _thresholds(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    """LOW,HIGH (or one value for both) on the 0-255 scale."""
+    if value is None:
+        return None
+    try:
+        levels = [int(t) for t in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not LOW,HIGH integers such as 60,180") from None
+    if len(levels) not in (1, 2) or not 0 <= levels[0] <= levels[-1] <= 255:
+        raise click.BadParameter(f"{value!r}: give LOW,HIGH with 0 <= LOW <= HIGH <= 255, such as 60,180")
+    return levels[0], levels[-1]
 
 
 @main.command()
@@ -168,37 +252,47 @@ def score(run_dir: Path, labels: Path, images: Path | None, output: Path, split:
               help="Folder for boxes.csv, overlays/ and (with --boxes) localization.json.")
 @click.option("--boxes", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="True boxes in the NIH BBox_List format: score the predicted boxes against them.")
-@click.option("--thresholds", default="60,180", show_default=True, help="Map thresholds on the 0-255 scale.")
-@click.option("--method", type=click.Choice(HEATMAPS), default="cam", show_default=True,
+@click.option("--calibrate", "calibrate_boxes", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="True boxes held apart from --boxes: choose the heatmap and thresholds on their images (rows of "
+                   "LABELS) and record them in RUN_DIR/localization_defaults.json; those images are never scored.")
+@click.option("--method", type=click.Choice(HEATMAPS), show_default="the run's recorded default",
               help="Heatmaps: class activation maps (the paper's), or Grad-CAM read at --layer.")
-@click.option("--layer", default="transition", show_default=True,
-              help="Grad-CAM's layer: transition, or a ResNet's layer1-layer4 (layer2 is finer and more local).")
+@click.option("--layer", show_default="the run's recorded default",
+              help="Grad-CAM's layer: transition, or a ResNet's layer1-layer4.")
+@click.option("--thresholds", callback=_thresholds, show_default="the run's recorded default",
+              help="LOW,HIGH on the map's 0-255 scale: a box is a region above LOW that reaches HIGH.")
+@click.option("--min-area", type=click.FloatRange(0, 1, max_open=True), show_default="0.001",
+              help="Regions smaller than this share of the image draw no box.")
+@click.option("--max-boxes", type=click.IntRange(min=1), show_default="3", help="Boxes per finding and image, at most.")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Draw boxes for findings at least this probable (and, with --boxes, for every true finding).")
 @click.option("--split", type=click.Choice(SPLITS), help="Only this split (default: all rows).")
 @click.option("--overlays", type=click.IntRange(min=0), default=50, show_default=True, help="Overlay PNGs to draw.")
 @click.option("--boxes-size", type=click.IntRange(min=1),
-              help="The --boxes coordinates are in pixels of images this wide (NIH's BBox_List: 1024); "
-                   "they are scaled to each image. Default: the images' own pixels.")
+              help="The --boxes and --calibrate coordinates are in pixels of images this wide (NIH's BBox_List: "
+                   "1024); they are scaled to each image. Default: the images' own pixels.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-def localize(run_dir: Path, labels: Path, images: Path | None, out_dir: Path, boxes: Path | None, thresholds: str,
-             min_score: float, split: str | None, overlays: int, boxes_size: int | None, device: str, method: str,
-             layer: str) -> None:
-    """Heatmaps and boxes for the images of LABELS; with --boxes, the paper's IoBB and IoU tables."""
-    from .localize import localize as run_localize
+@click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Read the images from this prepared store (`classifier prepare`) instead of their files.")
+def localize(run_dir: Path, labels: Path, images: Path | None, out_dir: Path, boxes: Path | None,
+             calibrate_boxes: Path | None, method: str | None, layer: str | None, thresholds: tuple[int, int] | None,
+             min_area: float | None, max_boxes: int | None, min_score: float, split: str | None, overlays: int,
+             boxes_size: int | None, device: str, store: Path | None) -> None:
+    """Heatmaps and boxes for the images of LABELS; with --boxes, the paper's IoBB and IoU tables and the
+    recent papers' figures; with --calibrate, first choose how to draw them."""
+    from .defaults import Options
+    from .localize import Request, localize as run_localize
     from .metrics import format_tables
 
-    try:
-        levels = tuple(int(t) for t in thresholds.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{thresholds!r} is not a list of integers such as 60,180") from None
-    metrics = run_localize(run_dir, labels, images, out_dir, boxes, levels, min_score, split, device, overlays,
-                           boxes_size, method, layer, say)
+    request = Request(Options(method, layer, thresholds, min_area, max_boxes), min_score, split, device, overlays,
+                      boxes_size)
+    metrics = run_localize(run_dir, labels, images, out_dir, boxes, calibrate_boxes, request, say, store)
     if metrics is not None:
         click.echo(format_tables(metrics))
-        say(f"mean accuracy: T(IoBB)=0.5 {metrics['iobb']['0.5']['mean']['acc']:.3f}, "
-            f"T(IoU)=0.3 {metrics['iou']['0.3']['mean']['acc']:.3f}, pointing {metrics['pointing'].get('mean', 0):.3f}"
-            f" → {out_dir / 'localization.json'}")
+        iobb, recent = metrics["iobb"]["0.5"]["mean"], metrics["recent"]["mean"]
+        say(f"mean over {len(metrics['recent']) - 1} findings: T(IoBB)=0.5 {iobb['acc']:.3f} (AFP {iobb['afp']:.2f}), "
+            f"IoU>0.1 {recent['acc_iou>0.1']:.3f}, IoU>0.5 {recent['acc_iou>0.5']:.3f}, pointing "
+            f"{recent['pointing']:.3f} → {out_dir / 'localization.json'}")
 
 
 if __name__ == "__main__":

@@ -48,8 +48,14 @@ class TrainConfig:
     uncertain: str = "ignore"
     device: str = "auto"
     loader_workers: int = 0
-    channels_last: bool = False
+    channels_last: bool | None = None  # None: on GPUs, where it measured faster; off on the CPU
     cpu_bf16: bool = False
+    optimizer: str = "adamw"
+    schedule: str = "onecycle"
+    warmup_epochs: float = 0.0  # linear warm-up for the cosine, plateau and constant schedules
+    accumulate: int = 1  # micro-batches per optimiser step: an effective batch of batch_size x accumulate
+    augment: str = "affine"
+    preset: str | None = None  # the named recipe that set these options, if any
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -7,19 +7,23 @@ cannot be read is reported (file and reason) and left out of its batch; the epoc
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from cxrcore.errors import InputError
 from cxrcore.labels import LabelTable, read_labels
 from cxrcore.splits import patient_splits
 
-from .images import ImageCache, ImageError, load_image
+from .images import ImageError, decode
+from .store import ImageStore
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, so torchvision weights fit
@@ -28,24 +32,62 @@ DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)  # train, val, test shares of patients when 
 
 @dataclass(frozen=True)
 class Prepared:
-    """The table, its findings, image paths, label matrix and split of every row."""
+    """The table, its findings, image paths, label matrix and split of every row, and the prepared
+    store its images are read from (None: from their files)."""
 
     findings: list[str]
     paths: list[Path]
     labels: np.ndarray  # float32 (N, C): 1, 0, -1, NaN
     split: np.ndarray
     frame: pd.DataFrame
+    store: ImageStore | None = None
 
     def rows(self, split: str | None) -> np.ndarray:
         """Row positions of one split, or of every row."""
         return np.flatnonzero(self.split == split) if split else np.arange(len(self.paths))
 
+    def _store_row(self, row: int) -> int | None:
+        if self.store is None or "image_id" not in self.frame:
+            return None
+        return self.store.row_of(str(self.frame["image_id"].iat[row]))
 
-def prepare(labels_path: Path, images: Path | None, seed: int) -> Prepared:
-    """Read labels.parquet (checked by cxrcore), resolve every image and assign every row its split."""
+    def original_size(self, row: int) -> tuple[int, int]:
+        """(width, height) of a row's image in its own pixels, where boxes are drawn: the store's record,
+        else the file's header."""
+        found = self._store_row(row)
+        if found is not None:
+            return self.store.original_size(found)
+        try:
+            with Image.open(self.paths[row]) as im:
+                return im.size
+        except OSError as exc:
+            raise InputError(f"{self.paths[row]}: cannot read the image's size ({exc}); fix or remove its row") from None
+
+    def picture(self, row: int) -> np.ndarray:
+        """A row's image as 8-bit grey at its own size, for overlays: its file where it is at hand, else
+        the store's copy enlarged to that size."""
+        found = self._store_row(row)
+        if found is None or self.paths[row].is_file():
+            with Image.open(self.paths[row]) as im:
+                return np.asarray(im.convert("L"))
+        return np.asarray(Image.fromarray(self.store.image(found)).resize(self.original_size(row), Image.BILINEAR))
+
+    def digest(self, row: int) -> str:
+        """A short digest of a row's image: its file's bytes (the same film under another name is the same
+        image), else, with only a store at hand, the store's bytes of it."""
+        found = self._store_row(row)
+        if found is None or self.paths[row].is_file():
+            return hashlib.sha256(self.paths[row].read_bytes()).hexdigest()[:20]
+        return "store:" + hashlib.sha256(self.store.image(found).tobytes()).hexdigest()[:14]
+
+
+def prepare(labels_path: Path, images: Path | None, seed: int, store: Path | None = None) -> Prepared:
+    """Read labels.parquet (checked by cxrcore), resolve every image and assign every row its split;
+    with `store`, the images are read from that prepared store instead of their files."""
     table = read_labels(labels_path)
     split = assign_splits(table, seed).to_numpy()
-    return Prepared(table.findings, resolve_paths(table.frame, labels_path, images), table.matrix(), split, table.frame)
+    return Prepared(table.findings, resolve_paths(table.frame, labels_path, images), table.matrix(), split, table.frame,
+                    ImageStore(store) if store is not None else None)
 
 
 def keep_findings(data: Prepared, findings: list[str]) -> Prepared:
@@ -93,45 +135,89 @@ def normalise(grey: torch.Tensor) -> torch.Tensor:
 
 
 class ImageDataset(Dataset):
-    """(image tensor, label vector, index) per row; an unreadable image gives (None, message, index)."""
+    """(image tensor, label vector, index) per row; an unreadable image gives (None, message, index).
 
-    def __init__(self, paths: list[Path], labels: np.ndarray, size: int, cache: ImageCache | None = None,
-                 augment: bool = False) -> None:
-        self.paths, self.labels, self.size, self.cache, self.augment = paths, labels, size, cache, augment
+    Images come from their files or a prepared store (the same 8-bit decode either way). Augmentation
+    draws from a generator seeded by (seed, epoch, position): a sample is augmented the same way
+    whichever DataLoader worker or training process loads it, so one process and several give the
+    same batches. Set `epoch` before each pass."""
+
+    def __init__(self, read: Callable[[int], np.ndarray], labels: np.ndarray, augment: str = "none",
+                 seed: int = 0) -> None:
+        self.read, self.labels, self.augment, self.seed, self.epoch = read, labels, augment, seed, 0
 
     @classmethod
-    def of(cls, data: Prepared, rows: np.ndarray, size: int, cache: ImageCache | None = None,
-           augment: bool = False) -> "ImageDataset":
-        """The images and labels of `rows` of a prepared table."""
-        return cls([data.paths[i] for i in rows], data.labels[rows], size, cache, augment)
+    def of(cls, data: Prepared, rows: np.ndarray, size: int, augment: str = "none", seed: int = 0) -> "ImageDataset":
+        """The images and labels of `rows` of a prepared table, from its store or its files."""
+        paths = [data.paths[i] for i in rows]
+        if data.store is None:
+            return cls(FileReader(paths, size), data.labels[rows], augment, seed)
+        if data.store.size != size:
+            raise InputError(f"{data.store.folder} holds {data.store.size}-pixel images and this run uses {size}; "
+                             f"prepare a store with --size {size}")
+        ids = data.frame["image_id"].astype(str).to_numpy() if "image_id" in data.frame else None
+        store_rows = [data.store.row_of(ids[i]) if ids is not None else None for i in rows]
+        return cls(StoreReader(data.store, store_rows, paths), data.labels[rows], augment, seed)
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.labels)
 
     def __getitem__(self, index: int):
         try:
-            grey = self.cache.load(self.paths[index]) if self.cache else load_image(self.paths[index], self.size)
+            grey = torch.from_numpy(self.read(index).astype(np.float32) / 255.0)
         except ImageError as exc:
             return None, str(exc), index
-        image = torch.from_numpy(np.ascontiguousarray(grey))
-        if self.augment:
-            image = augment(image)
-        return normalise(image), torch.from_numpy(self.labels[index]), index
+        if self.augment != "none":
+            generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_033 + index)
+            grey = augment(grey, generator, self.augment)
+        return normalise(grey), torch.from_numpy(self.labels[index]), index
 
 
-def augment(image: torch.Tensor) -> torch.Tensor:
-    """Small shifts, scaling, rotation and exposure changes, as between two films of one patient."""
-    angle = float(torch.empty(1).uniform_(-6, 6))
-    scale = float(torch.empty(1).uniform_(0.92, 1.08))
-    shift = torch.empty(2).uniform_(-0.05, 0.05)
-    theta = torch.tensor([[scale * np.cos(np.radians(angle)), -scale * np.sin(np.radians(angle)), float(shift[0])],
-                          [scale * np.sin(np.radians(angle)), scale * np.cos(np.radians(angle)), float(shift[1])]],
-                         dtype=torch.float32)
-    grid = torch.nn.functional.affine_grid(theta[None], [1, 1, *image.shape], align_corners=False)
-    moved = torch.nn.functional.grid_sample(image[None, None], grid, padding_mode="border", align_corners=False)[0, 0]
-    gamma = float(torch.empty(1).uniform_(0.8, 1.25))
-    gain = float(torch.empty(1).uniform_(0.9, 1.1))
-    return (moved.clamp(0, 1) ** gamma * gain).clamp(0, 1)
+@dataclass(frozen=True)
+class FileReader:
+    """Position → the 8-bit decode of that image's file."""
+
+    paths: list[Path]
+    size: int
+
+    def __call__(self, n: int) -> np.ndarray:
+        return decode(self.paths[n], self.size)[0]
+
+
+@dataclass(frozen=True)
+class StoreReader:
+    """Position → that image's row of a prepared store."""
+
+    store: ImageStore
+    rows: list[int | None]
+    paths: list[Path]
+
+    def __call__(self, n: int) -> np.ndarray:
+        if self.rows[n] is None:
+            raise ImageError(f"{self.paths[n]}: not in the store {self.store.folder}; prepare it from these labels")
+        return self.store.image(self.rows[n])
+
+
+def augment(image: torch.Tensor, generator: torch.Generator, kind: str) -> torch.Tensor:
+    """`kind` "affine": small shifts, scaling, rotation and exposure changes, as between two films of one
+    patient; "flip": a left-right mirror half the time (CheXNet's only augmentation; it moves the heart
+    to the other side, so it suits findings that do not depend on the side); "affine+flip": both."""
+    def draw(low: float, high: float) -> float:
+        return float(torch.empty(1).uniform_(low, high, generator=generator))
+
+    if "affine" in kind:
+        angle, scale = draw(-6, 6), draw(0.92, 1.08)
+        shift = (draw(-0.05, 0.05), draw(-0.05, 0.05))
+        theta = torch.tensor([[scale * np.cos(np.radians(angle)), -scale * np.sin(np.radians(angle)), shift[0]],
+                              [scale * np.sin(np.radians(angle)), scale * np.cos(np.radians(angle)), shift[1]]],
+                             dtype=torch.float32)
+        grid = torch.nn.functional.affine_grid(theta[None], [1, 1, *image.shape], align_corners=False)
+        moved = torch.nn.functional.grid_sample(image[None, None], grid, padding_mode="border", align_corners=False)[0, 0]
+        gamma, gain = draw(0.8, 1.25), draw(0.9, 1.1)
+        image = (moved.clamp(0, 1) ** gamma * gain).clamp(0, 1)
+    if "flip" in kind and draw(0, 1) < 0.5:
+        image = image.flip(-1)
+    return image
 
 
 def collate(batch):

@@ -3,9 +3,13 @@ upsampled to the image so that each cell sits on the pixel the trunk centres it 
 
 from __future__ import annotations
 
+from typing import Callable, Iterator
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .data import ImageDataset, Prepared, collate
 from .models import WeaklySupervisedNet
 
 
@@ -17,9 +21,12 @@ def class_maps(model: WeaklySupervisedNet, images: torch.Tensor) -> tuple[torch.
     return probs, upsample(model.class_maps(features), images.shape[-2:], stride, offset)
 
 
-def grad_cam_maps(model: WeaklySupervisedNet, images: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+def grad_cam_maps(model: WeaklySupervisedNet, images: torch.Tensor, layer: str,
+                  local: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(probabilities (B, C), Grad-CAM maps (B, C, H, W)) read at `layer`: its activations weighted by
     the mean gradient of each finding's logit, summed over channels, negative parts cut (Selvaraju et al.).
+    `local`: LayerCAM (Jiang et al. 2021) instead, each activation weighted by its own positive gradient,
+    which keeps a shallow layer's maps on the places that moved the logit.
 
     An earlier layer sees less of the film: in a network trained from scratch the transition layer
     can learn to signal a lesion a few cells away from it (measured on generated films: nodule
@@ -34,13 +41,32 @@ def grad_cam_maps(model: WeaklySupervisedNet, images: torch.Tensor, layer: str) 
         maps = []
         for c in range(logits.shape[1]):
             (grad,) = torch.autograd.grad(logits[:, c].sum(), start, retain_graph=c < logits.shape[1] - 1)
-            maps.append(torch.relu((grad.mean((2, 3), keepdim=True) * start).sum(1)))
+            weight = torch.relu(grad) if local else grad.mean((2, 3), keepdim=True)
+            maps.append(torch.relu((weight * start).sum(1)))
     return torch.sigmoid(logits).detach(), upsample(torch.stack(maps, 1).detach(), images.shape[-2:], stride, offset)
 
 
 def heatmaps(model: WeaklySupervisedNet, images: torch.Tensor, method: str, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(probabilities, maps) by `method`: "cam" or "gradcam" at `layer`."""
-    return class_maps(model, images) if method == "cam" else grad_cam_maps(model, images, layer)
+    """(probabilities, maps) by `method`: "cam", or "gradcam" or "layercam" at `layer`."""
+    return class_maps(model, images) if method == "cam" else grad_cam_maps(model, images, layer, method == "layercam")
+
+
+def map_batches(model: WeaklySupervisedNet, data: Prepared, rows: np.ndarray, size: int, batch_size: int,
+                device: torch.device, method: str, layer: str,
+                say: Callable[[str], None]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(row, probabilities (C,), maps (C, size, size)) of each readable image of `rows`; an unreadable
+    one is named and left out."""
+    loader = torch.utils.data.DataLoader(ImageDataset.of(data, rows, size), batch_size=batch_size, collate_fn=collate)
+    model.eval()
+    with torch.no_grad():  # Grad-CAM turns gradients on for itself
+        for batch, errors in loader:
+            for message in errors:
+                say(f"skipped unreadable image {message}")
+            if batch is None:
+                continue
+            probs, maps = heatmaps(model, batch[0].to(device), method, layer)
+            for k, index in enumerate(batch[2].tolist()):
+                yield int(rows[index]), probs[k].float().cpu().numpy(), maps[k].float().cpu().numpy()
 
 
 def upsample(maps: torch.Tensor, size: tuple[int, int], stride: int, offset: float) -> torch.Tensor:

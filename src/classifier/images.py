@@ -1,14 +1,13 @@
-"""Decode an image file to a square grey float array in [0, 1]: PNG, JPEG (8- and 16-bit, RGB made
-grey) and DICOM (rescaled with the header's window, as the paper did), resized to `size`.
+"""Decode an image file to a square 8-bit grey image: PNG, JPEG (8- and 16-bit, RGB made grey) and
+DICOM (rescaled with the header's window, as the paper did), stretched to its own range and resized.
 
-Decoding a 1024-pixel PNG costs more than a training step at 224 pixels, so `ImageCache` can keep
-each decoded, resized image on disk as a small `.npy`, keyed by the file's path, size and time.
+The decode ends in 8 bits whatever the source, so an image read from its file and the same image
+read from a prepared store (store.py, which holds these bytes) are the same tensor: training from
+either gives the same weights.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,8 @@ class ImageError(ToolkitError):
     """An image that cannot be used; the message names the file and the reason."""
 
 
-def load_image(path: str | Path, size: int) -> np.ndarray:
-    """The image at `path` as a (size, size) float32 array in [0, 1]."""
+def decode(path: str | Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """The image at `path` as a (size, size) uint8 array, and its original (width, height)."""
     path = Path(path)
     if path.suffix.lower() in DICOM_SUFFIXES:
         pixels = _read_dicom(path)
@@ -33,10 +32,15 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
     low, high = float(pixels.min()), float(pixels.max())
     if high - low < 1e-6:
         raise ImageError(f"{path}: blank image (every pixel is {low:g})")
-    grey = ((pixels - low) / (high - low)).astype(np.float32)
+    grey = ((pixels - low) * (255.0 / (high - low))).astype(np.float32)
     if grey.shape != (size, size):
         grey = np.asarray(Image.fromarray(grey, mode="F").resize((size, size), Image.BILINEAR), np.float32)
-    return np.clip(grey, 0.0, 1.0)
+    return np.clip(np.rint(grey), 0, 255).astype(np.uint8), (pixels.shape[1], pixels.shape[0])
+
+
+def load_image(path: str | Path, size: int) -> np.ndarray:
+    """The image at `path` as a (size, size) float32 array in [0, 1] (its 8-bit decode, scaled)."""
+    return decode(path, size)[0].astype(np.float32) / 255.0
 
 
 def _read_picture(path: Path) -> np.ndarray:
@@ -72,33 +76,3 @@ def _read_dicom(path: Path) -> np.ndarray:
     if pixels.ndim == 3:
         pixels = pixels.mean(axis=-1)
     return pixels
-
-
-class ImageCache:
-    """Decoded, resized images kept on disk as float16 `.npy` files."""
-
-    def __init__(self, folder: str | Path, size: int) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.size = size
-
-    def load(self, path: str | Path) -> np.ndarray:
-        path = Path(path)
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            raise ImageError(f"{path}: no such file") from None
-        key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self.size}".encode()).hexdigest()
-        cached = self.folder / f"{key}.npy"
-        if cached.exists():
-            try:
-                image = np.load(cached, allow_pickle=False)
-                if image.shape == (self.size, self.size):
-                    return image.astype(np.float32)
-            except (OSError, ValueError, EOFError):
-                pass  # a damaged cache file is decoded again and replaced, never trusted
-        image = load_image(path, self.size)
-        tmp = cached.with_name(f".{key}.{os.getpid()}.{id(self)}.tmp.npy")
-        np.save(tmp, image.astype(np.float16))
-        tmp.replace(cached)
-        return image

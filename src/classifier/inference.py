@@ -7,12 +7,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from cxrcore.errors import InputError
 
 from .config import TrainConfig
-from .data import ImageDataset, collate
+from .data import collate
 from .metrics import auc
 from .models import WeaklySupervisedNet
 
@@ -35,10 +35,11 @@ def autocast_for(device: torch.device, cpu_bf16: bool) -> tuple[AbstractContextM
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_bf16), False
 
 
-def predict(model: WeaklySupervisedNet, dataset: ImageDataset, batch_size: int, device: torch.device,
-            config: TrainConfig, report: Callable[[str], None]) -> np.ndarray:
-    """Probabilities (N, C); rows whose image could not be read are NaN."""
-    out = np.full((len(dataset), model.config.num_classes), np.nan, dtype=np.float32)
+def predict(model: WeaklySupervisedNet, dataset: Dataset, batch_size: int, device: torch.device,
+            config: TrainConfig, report: Callable[[str], None], size: int | None = None) -> np.ndarray:
+    """Probabilities (N, C), N = `size` or the dataset's length, by each sample's own position (a Subset
+    of an ImageDataset fills only its positions); rows whose image could not be read are NaN."""
+    out = np.full((size or len(dataset), model.config.num_classes), np.nan, dtype=np.float32)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=config.loader_workers,
                         collate_fn=collate)
     cast, _ = autocast_for(device, config.cpu_bf16)

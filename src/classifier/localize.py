@@ -1,149 +1,266 @@
-"""`classifier localize`: heatmaps → boxes, overlays, and the paper's localization metrics.
+"""`classifier localize`: heatmaps → boxes, overlays, and localization metrics; `--calibrate` chooses how.
 
-A finding's map is a class activation map (the paper's) or Grad-CAM read at an earlier layer
-(heatmaps.py). Boxes are drawn from it as the paper did (boxes.py) in the image's own pixels. With
-true boxes, each finding's accuracy and average false positives are measured at T(IoBB) and T(IoU)
-thresholds, and, as a check of the maps that does not depend on thresholds, the pointing accuracy:
-how often a map's maximum lies inside a true box (metrics.py).
+A finding's map is a class activation map (the paper's) or Grad-CAM read at a layer (heatmaps.py);
+boxes are drawn from it by the rules of boxes.py, in the image's own pixels. The heatmap and the
+thresholds are the command line's where given, else the run's recorded defaults, else the built-in
+ones of its architecture (defaults.py). `--calibrate BOXES` chooses them on the images of those boxes
+(calibration.py), records them in the run, and never scores those images: a calibration image among
+the scored ones is an error that names it, now and in every later call that uses the recorded values.
+With true boxes, the paper's tables and the recent papers' figures are measured (metrics.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
 from cxrcore.boxes import read_boxes
 from cxrcore.errors import InputError
 from cxrcore.output import atomic_path, atomic_text, exclusive, json_text, make_folder
 
-from .boxes import boxes_from_map
-from .data import ImageDataset, collate, prepare
-from .heatmaps import heatmaps
+from .boxes import Box, BoxRules, boxes_from_map
+from .calibration import calibrate, entry
+from .choices import HEATMAPS
+from .data import Prepared, prepare
+from .defaults import DEFAULTS_FILE, Options, Settings, read_defaults, resolve, write_defaults
+from .heatmaps import map_batches
 from .inference import pick_device
-from .metrics import localization_metrics, pointing_accuracy
+from .metrics import localization_metrics
+from .models import WeaklySupervisedNet
 from .overlays import overlay
 from .runs import load_run
 
 BOX_FIELDS = ["Image Index", "Finding Label", "x", "y", "w", "h", "score"]
+Truth = dict[str, dict[str, list[Box]]]  # image id → finding → true boxes in the image's own pixels
+
+
+@dataclass(frozen=True)
+class Request:
+    """What `localize` was asked for besides the inputs."""
+
+    options: Options = field(default_factory=Options)
+    min_score: float = 0.5
+    split: str | None = None
+    device: str = "auto"
+    overlays: int = 50
+    boxes_size: int | None = None  # true boxes are in pixels of images this wide (NIH: 1024); None: the images' own
+
+
+@dataclass
+class Scene:
+    """The run and the table `localize` works on."""
+
+    model: WeaklySupervisedNet
+    arch: str
+    size: int
+    batch_size: int
+    findings: list[str]
+    data: Prepared
+    ids: np.ndarray
+    device: torch.device
+    labels_path: Path
 
 
 @dataclass
 class Drawing:
-    """What `localize` asks for, and what it has drawn so far."""
+    """What has been drawn so far."""
 
-    thresholds: tuple[int, ...]
-    min_score: float
-    overlays: int
-    boxes_size: int | None
-    out_dir: Path
     records: list[dict[str, Any]] = field(default_factory=list)  # predicted boxes
     peaks: list[dict[str, Any]] = field(default_factory=list)  # each map's maximum, for the pointing game
     drawn: int = 0
 
 
 def localize(run_dir: Path, labels_path: Path, images: Path | None, out_dir: Path, boxes_path: Path | None = None,
-             thresholds: tuple[int, ...] = (60, 180), min_score: float = 0.5, split: str | None = None,
-             device: str = "auto", overlays: int = 50, boxes_size: int | None = None, method: str = "cam",
-             layer: str = "transition", say: Callable[[str], None] = print) -> dict[str, Any] | None:
-    """Write boxes.csv, overlays/ and (with true boxes) localization.json into `out_dir`.
+             calibrate_path: Path | None = None, request: Request = Request(),
+             say: Callable[[str], None] = print, store: Path | None = None) -> dict[str, Any] | None:
+    """Write boxes.csv, overlays/ and (with true boxes) localization.json into `out_dir`; with
+    `calibrate_path`, first choose and record the run's localization defaults on those boxes' images; with
+    `store`, the images are read from that prepared store (overlays from their files where at hand)."""
+    out_dir = make_folder(out_dir, [p for p in (labels_path, boxes_path, calibrate_path) if p])
+    with exclusive(out_dir, *([run_dir / DEFAULTS_FILE] if calibrate_path else [])):
+        scene = _scene(run_dir, labels_path, images, request.device, store)
+        rows = scene.data.rows(request.split)
+        truth = _truth(boxes_path, scene, rows, request, say) if boxes_path else None
+        if calibrate_path:
+            done = _calibrate(run_dir, scene, rows, calibrate_path, boxes_path, truth, request, say)
+            rows = rows[~np.isin(rows, done)]
+        recorded = read_defaults(run_dir, scene.arch)  # just chosen, within the options, when calibrating
+        settings = recorded if calibrate_path else resolve(recorded, request.options)
+        _check(settings, scene)
+        if truth is not None:
+            rows = rows[np.isin(scene.ids[rows], list(truth))]
+            _refuse_calibration_images(settings, scene, rows, boxes_path)
+            say(f"{len(rows)} images with true boxes")
+        own = f"; {len(settings.per_finding)} findings their own" if settings.per_finding else ""
+        say(f"heatmap: {_name(settings.method, settings.layer)}, thresholds {settings.rules.low}/{settings.rules.high}"
+            f"{own} ({settings.source})")
+        drawing = _draw(scene, rows, truth, settings, request, out_dir, say)
+        return _write(drawing, truth, scene, rows, settings, out_dir, say)
 
-    `method`: "cam" (the paper's class activation maps) or "gradcam" read at `layer`.
-    `boxes_size`: the true boxes are in pixels of images this many pixels wide (NIH: 1024); they are
-    scaled to each image's own size. None: they are in the images' own pixels already.
-    """
-    out_dir = make_folder(out_dir, [labels_path, *([boxes_path] if boxes_path else [])])
-    with exclusive(out_dir):
-        return _localize(run_dir, labels_path, images, out_dir, boxes_path, thresholds, min_score, split, device,
-                         overlays, boxes_size, method, layer, say)
 
-
-def _localize(run_dir: Path, labels_path: Path, images: Path | None, out_dir: Path, boxes_path: Path | None,
-              thresholds: tuple[int, ...], min_score: float, split: str | None, device: str, overlays: int,
-              boxes_size: int | None, method: str, layer: str, say: Callable[[str], None]) -> dict[str, Any] | None:
+def _scene(run_dir: Path, labels_path: Path, images: Path | None, device: str, store: Path | None) -> Scene:
     dev = pick_device(device)
     model, config, findings, _ = load_run(run_dir, dev)
-    if method == "gradcam" and layer not in model.map_layers():
-        raise InputError(f"--layer {layer}: this {config.model.arch} has {', '.join(model.map_layers())}")
-    data = prepare(labels_path, images, config.seed)
-    truth = None
-    if boxes_path:
-        truth = read_boxes(boxes_path, findings + [f for f in data.findings if f not in findings])
-        truth = truth[truth["Finding Label"].isin(findings)].reset_index(drop=True)
-    rows = data.rows(split)
-    image_ids = data.frame["image_id"].astype(str).to_numpy()
-    if truth is not None:
-        rows = rows[np.isin(image_ids[rows], truth["Image Index"].unique())]
-        say(f"{len(rows)} images with true boxes")
-    drawing = Drawing(thresholds, min_score, overlays, boxes_size, out_dir)
-    dataset = ImageDataset.of(data, rows, config.size)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, collate_fn=collate)
-    model.eval()
-    with torch.no_grad():  # Grad-CAM turns gradients on for itself
-        for batch, errors in loader:
-            for message in errors:
-                say(f"skipped unreadable image {message}")
-            if batch is None:
-                continue
-            probs, maps = heatmaps(model, batch[0].to(dev), method, layer)
-            for k, index in enumerate(batch[2].tolist()):
-                row = rows[index]
-                _draw_image(data.paths[row], image_ids[row], probs[k].cpu().numpy(), maps[k].cpu().numpy(),
-                            findings, config.size, truth, drawing)
-    return _write(drawing, truth, image_ids[rows], findings, method, layer, say)
+    data = prepare(labels_path, images, config.seed, store)
+    return Scene(model, config.model.arch, config.size, config.batch_size, findings, data,
+                 data.frame["image_id"].astype(str).to_numpy(), dev, labels_path)
 
 
-def _draw_image(path: Path, image_id: str, probs: np.ndarray, maps: np.ndarray, findings: list[str], size: int,
-                truth: pd.DataFrame | None, drawing: Drawing) -> None:
-    """Boxes, map peaks and overlays of one image, for its probable findings and its true ones."""
-    with Image.open(path) as im:
-        width, height = im.size
-    scale = (width / size, height / size)
-    mine = truth["Image Index"] == image_id if truth is not None else None
-    if truth is not None and drawing.boxes_size:
-        for c, extent in (("x", width), ("w", width), ("y", height), ("h", height)):
-            truth.loc[mine, c] = truth.loc[mine, c].astype(float) * extent / drawing.boxes_size
-    wanted = set(truth.loc[mine, "Finding Label"]) if truth is not None else set()
-    for j, finding in enumerate(findings):
-        p = float(probs[j])
-        if p < drawing.min_score and finding not in wanted:
+def _check(settings: Settings, scene: Scene) -> None:
+    for method, layer in settings.groups(scene.findings):
+        if method != "cam" and layer not in scene.model.map_layers():
+            raise InputError(f"--layer {layer}: this {scene.arch} has {', '.join(scene.model.map_layers())}")
+    try:
+        settings.rules.check()
+    except ValueError as exc:
+        raise InputError(f"--thresholds/--min-area/--max-boxes: {exc}") from None
+
+
+
+def _truth(path: Path, scene: Scene, rows: np.ndarray, request: Request, say: Callable[[str], None]) -> Truth:
+    """The true boxes of `path` on images among `rows`, of findings the run knows, in each image's own pixels."""
+    table = read_boxes(path, scene.findings + [f for f in scene.data.findings if f not in scene.findings])
+    table = table[table["Finding Label"].isin(scene.findings)]
+    where = {image_id: row for row, image_id in zip(rows, scene.ids[rows])}
+    truth: Truth = {}
+    for (image_id, finding), group in table.groupby(["Image Index", "Finding Label"], sort=False):
+        if image_id not in where:
             continue
-        hm = maps[j]
-        found = boxes_from_map(hm, drawing.thresholds, scale)
-        if finding in wanted:
-            py, px = np.unravel_index(int(hm.argmax()), hm.shape)
+        boxes = group[["x", "y", "w", "h"]].to_numpy(float)
+        if request.boxes_size:
+            width, height = scene.data.original_size(where[image_id])
+            boxes = boxes * np.array([width, height, width, height]) / request.boxes_size
+        truth.setdefault(image_id, {})[finding] = [tuple(b) for b in boxes]
+    left = table["Image Index"].nunique() - len(truth)
+    if left:
+        say(f"{path}: {left} boxed images are not among the rows of {scene.labels_path}"
+            f"{' in split ' + request.split if request.split else ''}; left out")
+    return truth
+
+
+def _calibrate(run_dir: Path, scene: Scene, rows: np.ndarray, path: Path, boxes_path: Path | None, truth: Truth | None,
+               request: Request, say: Callable[[str], None]) -> np.ndarray:
+    """Choose and record the run's defaults on `path`'s images; return their rows (never scored)."""
+    held = _truth(path, scene, rows, request, say)
+    if not held:
+        split = f" (--split {request.split})" if request.split else ""
+        raise InputError(f"--calibrate {path}: none of its images is among the rows of {scene.labels_path}{split}; "
+                         f"give the labels of its images")
+    both = sorted(set(held) & set(truth or {}))
+    if both:
+        raise InputError(f"--boxes {boxes_path}: {both[0]}{f' (and {len(both) - 1} more)' if len(both) > 1 else ''} is "
+                         f"also in --calibrate {path}; calibrate and score on separate images")
+    cal_rows = rows[np.isin(scene.ids[rows], list(held))]
+    options = request.options
+    layers = [options.layer] if options.layer else list(scene.model.map_layers())
+    candidates = [(m, layer) for m in ([options.method] if options.method else list(HEATMAPS))
+                  for layer in (["transition"] if m == "cam" else layers)]
+    base = BoxRules(min_area=options.min_area if options.min_area is not None else BoxRules.min_area,
+                    max_boxes=options.max_boxes or BoxRules.max_boxes)
+    count = sum(len(boxes) for found in held.values() for boxes in found.values())
+    say(f"calibrating on {len(cal_rows)} images ({count} boxes) of {path}")
+    try:
+        best, own, report = calibrate(lambda m, layer: _entries(scene, cal_rows, held, m, layer, say), candidates,
+                                      base, options.thresholds, say)
+    except ValueError as exc:
+        raise InputError(f"--calibrate {path}: {exc}; calibrate on other images or a trained run") from None
+    chosen_on = {"boxes": str(Path(path).resolve()), "labels": str(scene.labels_path.resolve()), "split": request.split,
+                 "images": len(cal_rows), "image_digests": sorted(scene.data.digest(r) for r in cal_rows)}
+    method, layer, low, high = best
+    written = write_defaults(run_dir, Settings(method, layer, replace(base, low=low, high=high), own), chosen_on,
+                             report)
+    say(f"chose {_name(method, layer)} {low}/{high}; per finding: "
+        + ", ".join(f"{f} {_name(m, lay)} {lo}/{hi}" for f, (m, lay, lo, hi) in own.items()) + f" → {written}")
+    return cal_rows
+
+
+def _name(method: str, layer: str) -> str:
+    return method if method == "cam" else f"{method} at {layer}"
+
+
+def _entries(scene: Scene, rows: np.ndarray, held: Truth, method: str, layer: str, say: Callable[[str], None]) -> list:
+    """The calibration entries of one heatmap on `rows`."""
+    out = []
+    for row, _, maps in map_batches(scene.model, scene.data, rows, scene.size, scene.batch_size, scene.device, method,
+                                    layer, say):
+        width, height = scene.data.original_size(row)
+        for finding, boxes in held[scene.ids[row]].items():
+            scale = (width / scene.size, height / scene.size)
+            found = entry(finding, maps[scene.findings.index(finding)], boxes, scale)
+            if found is not None:
+                out.append(found)
+    return out
+
+
+def _refuse_calibration_images(settings: Settings, scene: Scene, rows: np.ndarray, boxes_path: Path | None) -> None:
+    """An error naming the first scored image the recorded defaults were chosen on, if any."""
+    if not settings.calibration_digests:
+        return
+    for row in rows:
+        if scene.data.digest(row) in settings.calibration_digests:
+            raise InputError(f"--boxes {boxes_path}: {scene.ids[row]} was used to choose this run's localization "
+                             f"defaults ({settings.source}); score other images, or give --method, --layer and "
+                             f"--thresholds")
+
+
+def _draw(scene: Scene, rows: np.ndarray, truth: Truth | None, settings: Settings, request: Request, out_dir: Path,
+          say: Callable[[str], None]) -> Drawing:
+    """Every finding's boxes on every image, one pass over the images per heatmap in use."""
+    drawing = Drawing()
+    for n, ((method, layer), findings) in enumerate(settings.groups(scene.findings).items()):
+        quiet = say if n == 0 else (lambda _: None)  # an unreadable image is named once
+        for row, probs, maps in map_batches(scene.model, scene.data, rows, scene.size, scene.batch_size, scene.device,
+                                            method, layer, quiet):
+            _draw_image(scene, row, probs, maps, findings, None if truth is None else truth.get(scene.ids[row], {}),
+                        settings, request, out_dir, drawing)
+    return drawing
+
+
+def _draw_image(scene: Scene, row: int, probs: np.ndarray, maps: np.ndarray, findings: list[str],
+                truth: dict[str, list[Box]] | None, settings: Settings, request: Request, out_dir: Path,
+                drawing: Drawing) -> None:
+    """Boxes, map peaks and overlays of one image, for those of `findings` that are probable or true."""
+    image_id = scene.ids[row]
+    width, height = scene.data.original_size(row)
+    scale = (width / scene.size, height / scene.size)
+    for finding in findings:
+        j = scene.findings.index(finding)
+        p, wanted = float(probs[j]), truth is not None and finding in truth
+        if p < request.min_score and not wanted:
+            continue
+        found = boxes_from_map(maps[j], settings.choice_for(finding)[2], scale)
+        if wanted:
+            py, px = np.unravel_index(int(maps[j].argmax()), maps[j].shape)
             drawing.peaks.append({"Image Index": image_id, "Finding Label": finding, "x": (px + 0.5) * scale[0],
                                   "y": (py + 0.5) * scale[1]})
         drawing.records += [{"Image Index": image_id, "Finding Label": finding, "x": b[0], "y": b[1], "w": b[2],
                              "h": b[3], "score": round(p * s, 4)} for b, s in found]
-        if drawing.drawn < drawing.overlays and (finding in wanted or truth is None):
-            gt = [] if truth is None else [tuple(r) for r in truth.loc[mine & (truth["Finding Label"] == finding),
-                                                                       ["x", "y", "w", "h"]].to_numpy()]
-            overlay(path, hm, [b for b, _ in found], gt, f"{image_id} {finding} p={p:.2f}",
-                    drawing.out_dir / "overlays" / f"{Path(image_id).stem}_{finding}.png")
+        if drawing.drawn < request.overlays and (wanted or truth is None):
+            overlay(scene.data.picture(row), maps[j], [(b, round(p * s, 2)) for b, s in found], truth.get(finding, []) if truth else [],
+                    f"{image_id}  {finding}  p = {p:.2f}",
+                    out_dir / "overlays" / f"{Path(image_id).stem}_{finding}.png")
             drawing.drawn += 1
 
 
-def _write(drawing: Drawing, truth: pd.DataFrame | None, image_ids: np.ndarray, findings: list[str], method: str,
-           layer: str, say: Callable[[str], None]) -> dict[str, Any] | None:
+def _write(drawing: Drawing, truth: Truth | None, scene: Scene, rows: np.ndarray, settings: Settings, out_dir: Path,
+           say: Callable[[str], None]) -> dict[str, Any] | None:
     """boxes.csv, and with true boxes the metrics in localization.json (returned)."""
-    out_dir = drawing.out_dir
     predicted = pd.DataFrame(drawing.records, columns=BOX_FIELDS)
     with atomic_path(out_dir / "boxes.csv") as tmp:
         predicted.round({"x": 1, "y": 1, "w": 1, "h": 1}).to_csv(tmp, index=False)
     say(f"{len(predicted)} boxes on {predicted['Image Index'].nunique()} images → {out_dir / 'boxes.csv'}")
     if truth is None:
         return None
-    scored = truth[truth["Image Index"].isin(image_ids)]
-    metrics = localization_metrics(predicted, scored, findings)
-    metrics["heatmap"] = {"method": method, "layer": layer if method == "gradcam" else "transition",
-                          "thresholds": list(drawing.thresholds)}
+    scored = set(scene.ids[rows])
+    table = pd.DataFrame([(i, f, *b) for i, found in truth.items() if i in scored for f, boxes in found.items()
+                          for b in boxes], columns=["Image Index", "Finding Label", "x", "y", "w", "h"])
     peaks = pd.DataFrame(drawing.peaks, columns=["Image Index", "Finding Label", "x", "y"])
-    metrics["pointing"] = pointing_accuracy(peaks, scored, findings)
+    metrics = localization_metrics(predicted, table, scene.findings, peaks)
+    metrics["heatmap"] = settings.heatmap()
     atomic_text(out_dir / "localization.json", json_text(metrics))
     return metrics

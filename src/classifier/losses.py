@@ -23,22 +23,35 @@ def targets_and_mask(labels: torch.Tensor, uncertain: str) -> tuple[torch.Tensor
     return targets, mask
 
 
-def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """W-CEL: β_P = (|P|+|N|)/|P| on positives, β_N = (|P|+|N|)/|N| on negatives, counted per finding
-    in the batch (entries masked out do not count), averaged over the counted entries."""
+def batch_counts(targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per finding, the batch's positives and negatives that count, then the number of counted entries:
+    what the losses normalise by. Several processes sum these over their slices of the global batch."""
     positives = (targets * mask).sum(0)
     negatives = ((1 - targets) * mask).sum(0)
+    return torch.cat([positives, negatives, mask.sum().reshape(1)])
+
+
+def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, counts: torch.Tensor | None = None,
+                 scale: float = 1.0) -> torch.Tensor:
+    """W-CEL: β_P = (|P|+|N|)/|P| on positives, β_N = (|P|+|N|)/|N| on negatives, counted per finding
+    in the (global) batch (entries masked out do not count), averaged over the counted entries.
+    `counts`: `batch_counts` of the global batch (default: this batch's); `scale` multiplies the result."""
+    counts = batch_counts(targets, mask) if counts is None else counts
+    classes = targets.shape[1]
+    positives, negatives, counted = counts[:classes], counts[classes:2 * classes], counts[-1]
     total = positives + negatives
     beta_p = torch.where(positives > 0, total / positives.clamp(min=1), torch.zeros_like(total))
     beta_n = torch.where(negatives > 0, total / negatives.clamp(min=1), torch.zeros_like(total))
     weights = (targets * beta_p + (1 - targets) * beta_n) * mask
     losses = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none")
-    return (weights * losses).sum() / mask.sum().clamp(min=1) / 2
+    return scale * (weights * losses).sum() / counted.clamp(min=1) / 2
 
 
-def plain_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def plain_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, counts: torch.Tensor | None = None,
+              scale: float = 1.0) -> torch.Tensor:
+    counts = batch_counts(targets, mask) if counts is None else counts
     losses = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none")
-    return (losses * mask).sum() / mask.sum().clamp(min=1)
+    return scale * (losses * mask).sum() / counts[-1].clamp(min=1)
 
 
 def loss_function(name: str):

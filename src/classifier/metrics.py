@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from .boxes import iobb, iou
+from .boxes import Box, iobb, iou
 
 IOBB_THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9)
 IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -59,28 +59,71 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
     fig.savefig(path, dpi=110, format="png")
 
 
-def localization_metrics(predicted: pd.DataFrame, truth: pd.DataFrame, findings: list[str]) -> dict[str, Any]:
-    """Per finding and threshold: accuracy (share of true boxes hit by a box of that finding on that image)
-    and AFP (boxes hitting no true box, per evaluated image), for IoBB and IoU."""
+Pairs = dict[str, list[tuple[list[Box], list[Box]]]]
+
+
+def box_pairs(predicted: pd.DataFrame, truth: pd.DataFrame, findings: list[str]) -> Pairs:
+    """Per finding with true boxes: for each image holding one, (its true boxes, its predicted boxes)."""
+    columns = ["x", "y", "w", "h"]
+    mine = {key: [tuple(r) for r in group[columns].to_numpy(float)]
+            for key, group in predicted.groupby(["Image Index", "Finding Label"], sort=False)}
+    out: Pairs = {}
+    for f in findings:
+        gt = truth[truth["Finding Label"] == f]
+        if not gt.empty:
+            out[f] = [([tuple(r) for r in group[columns].to_numpy(float)], mine.get((image, f), []))
+                      for image, group in gt.groupby("Image Index", sort=False)]
+    return out
+
+
+def count_hits(truth: list[Box], predicted: list[Box], measure: str, t: float, strict: bool = False) -> tuple[int, int]:
+    """(true boxes hit by a predicted box, predicted boxes hitting no true box) at `measure` ("iou" or
+    "iobb") at least `t`, or above it when `strict`."""
+    fn = iou if measure == "iou" else iobb
+    hit = np.array([[fn(g, p) for p in predicted] for g in truth]).reshape(len(truth), len(predicted))
+    hit = hit > t if strict else hit >= t
+    return int(hit.any(1).sum()), int((~hit.any(0)).sum())
+
+
+def accuracy_and_afp(pairs: list[tuple[list[Box], list[Box]]], measure: str, t: float,
+                     strict: bool = False) -> dict[str, float]:
+    """A finding's accuracy (share of its true boxes hit) and AFP (false boxes per image with the finding)."""
+    hits, false, boxes = 0, 0, 0
+    for truth, predicted in pairs:
+        h, f = count_hits(truth, predicted, measure, t, strict)
+        hits, false, boxes = hits + h, false + f, boxes + len(truth)
+    return {"acc": hits / boxes, "afp": false / len(pairs)}
+
+
+def _with_mean(table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    if table:
+        keys = next(iter(table.values())).keys()
+        table["mean"] = {k: float(np.mean([v[k] for v in table.values()])) for k in keys}
+    return table
+
+
+def localization_metrics(predicted: pd.DataFrame, truth: pd.DataFrame, findings: list[str],
+                         peaks: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The paper's tables: per finding and threshold, accuracy (share of true boxes hit by a box of that
+    finding on that image) and AFP (boxes hitting no true box, per image with the finding), for IoBB and
+    IoU at least each threshold. Beside them, with each map's maximum (`peaks`: Image Index, Finding
+    Label, x, y), the pointing game, and the figures as recent papers report them (`recent`): accuracy
+    at IoU above 0.1 and above 0.5, AFP at IoU above 0.1, and pointing; and the true boxes counted."""
+    pairs = box_pairs(predicted, truth, findings)
     out: dict[str, Any] = {"iobb": {}, "iou": {}}
-    for measure, thresholds, fn in (("iobb", IOBB_THRESHOLDS, iobb), ("iou", IOU_THRESHOLDS, iou)):
+    for measure, thresholds in (("iobb", IOBB_THRESHOLDS), ("iou", IOU_THRESHOLDS)):
         for t in thresholds:
-            table: dict[str, dict[str, float]] = {}
-            for f in findings:
-                gt = truth[truth["Finding Label"] == f]
-                if gt.empty:
-                    continue
-                hits, false_pos, images = 0, 0, gt["Image Index"].unique()
-                for image in images:
-                    g = [tuple(r) for r in gt[gt["Image Index"] == image][["x", "y", "w", "h"]].to_numpy()]
-                    p = predicted[(predicted["Image Index"] == image) & (predicted["Finding Label"] == f)]
-                    p = [tuple(r) for r in p[["x", "y", "w", "h"]].to_numpy()]
-                    hits += sum(any(fn(gb, pb) >= t for pb in p) for gb in g)
-                    false_pos += sum(not any(fn(gb, pb) >= t for gb in g) for pb in p)
-                table[f] = {"acc": hits / len(gt), "afp": false_pos / len(images)}
-            if table:
-                table["mean"] = {k: float(np.mean([v[k] for v in table.values()])) for k in ("acc", "afp")}
-            out[measure][str(t)] = table
+            out[measure][str(t)] = _with_mean({f: accuracy_and_afp(p, measure, t) for f, p in pairs.items()})
+    if peaks is None:
+        return out
+    out["pointing"] = pointing_accuracy(peaks, truth, findings)
+    recent = {}
+    for f, p in pairs.items():
+        loose, tight = accuracy_and_afp(p, "iou", 0.1, strict=True), accuracy_and_afp(p, "iou", 0.5, strict=True)
+        recent[f] = {"acc_iou>0.1": loose["acc"], "acc_iou>0.5": tight["acc"], "afp_iou>0.1": loose["afp"],
+                     "pointing": out["pointing"][f]}
+    out["recent"] = _with_mean(recent)
+    out["true_boxes"] = {f: sum(len(t) for t, _ in p) for f, p in pairs.items()}
     return out
 
 
@@ -101,22 +144,28 @@ def pointing_accuracy(peaks: pd.DataFrame, truth: pd.DataFrame, findings: list[s
     return out
 
 
+RECENT_ROWS = (("acc_iou>0.1", "IoU>0.1 Acc."), ("acc_iou>0.5", "IoU>0.5 Acc."), ("afp_iou>0.1", "IoU>0.1 AFP"),
+               ("pointing", "Pointing"))
+
+
 def format_tables(metrics: dict[str, Any]) -> str:
-    """The paper's tables: rows T(IoBB) / T(IoU), columns findings, acc and AFP."""
+    """The paper's tables (rows T(IoBB) / T(IoU), columns findings, acc and AFP), then the recent
+    papers' figures (IoU above 0.1 and 0.5, AFP, pointing) per finding."""
     lines = []
     for measure, title in (("iobb", "T(IoBB)"), ("iou", "T(IoU)")):
         thresholds = list(metrics[measure])
         if not thresholds or not metrics[measure][thresholds[0]]:
             continue
         names = list(metrics[measure][thresholds[0]])
-        lines.append(f"{title:<9}" + "".join(f"{n[:12]:>13}" for n in names))
+        lines.append(f"{title:<13}" + "".join(f"{n[:12]:>13}" for n in names))
         for t in thresholds:
             row = metrics[measure][t]
-            lines.append(f"{t:<5}Acc." + "".join(f"{row[n]['acc']:>13.3f}" for n in names))
-            lines.append(f"{'':<5}AFP " + "".join(f"{row[n]['afp']:>13.3f}" for n in names))
+            lines.append(f"{t:<9}Acc." + "".join(f"{row[n]['acc']:>13.3f}" for n in names))
+            lines.append(f"{'':<9}AFP " + "".join(f"{row[n]['afp']:>13.3f}" for n in names))
         lines.append("")
-    if metrics.get("pointing"):
-        names = list(metrics["pointing"])
-        lines.append(f"{'Pointing':<9}" + "".join(f"{n[:12]:>13}" for n in names))
-        lines.append(f"{'':<5}Acc." + "".join(f"{metrics['pointing'][n]:>13.3f}" for n in names))
+    if metrics.get("recent"):
+        names = list(metrics["recent"])
+        lines.append(f"{'Recent':<13}" + "".join(f"{n[:12]:>13}" for n in names))
+        for key, title in RECENT_ROWS:
+            lines.append(f"{title:<13}" + "".join(f"{metrics['recent'][n][key]:>13.3f}" for n in names))
     return "\n".join(lines)

@@ -90,12 +90,15 @@ class WeaklySupervisedNet(nn.Module):
         config = config.resolved()
         self.config = config
         self.trunk, channels = _trunk(config.arch, config.output_stride, config.trunk_stages)
-        self.transition = nn.Sequential(
-            nn.Conv2d(channels, config.transition_channels, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(config.transition_channels), nn.ReLU(inplace=True))
+        if config.transition_channels > 0:
+            self.transition: nn.Module = nn.Sequential(
+                nn.Conv2d(channels, config.transition_channels, kernel_size=3, padding=1, bias=False),
+                nn.BatchNorm2d(config.transition_channels), nn.ReLU(inplace=True))
+        else:  # no transition layer: the trunk's own features (CheXNet's head)
+            self.transition = nn.Identity()
         self.pool = {"lse": LSEPool(config.lse_r), "max": nn.AdaptiveMaxPool2d(1),
                      "avg": nn.AdaptiveAvgPool2d(1)}[config.pool]
-        self.prediction = nn.Linear(config.transition_channels, config.num_classes)
+        self.prediction = nn.Linear(config.transition_channels or channels, config.num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Transition activations (B, D, S, S)."""

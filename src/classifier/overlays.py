@@ -1,4 +1,5 @@
-"""Overlay pictures: the image, a finding's heatmap in a colour scale, predicted and true boxes."""
+"""Overlay pictures a reader can check at a glance: the film, a finding's map in a colour scale with
+its legend, true boxes (solid cyan) and predicted boxes (dashed magenta, each with its score)."""
 
 from __future__ import annotations
 
@@ -7,26 +8,38 @@ from pathlib import Path
 import matplotlib.patches as patches
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from PIL import Image
 
 from cxrcore.output import atomic_path
 
-from .boxes import Box
+from .boxes import Box, normalise
+
+TRUE_COLOUR, PREDICTED_COLOUR, MAP_COLOURS = "cyan", "magenta", "inferno"  # apart from each other and the map
 
 
-def overlay(image_path: Path, heatmap: np.ndarray, predicted: list[Box], truth: list[Box], title: str,
+def overlay(grey: np.ndarray, heatmap: np.ndarray, predicted: list[tuple[Box, float]], truth: list[Box], title: str,
             path: Path) -> None:
-    """The image, the map in a colour scale, predicted (yellow) and true (green) boxes; written atomically."""
-    with Image.open(image_path) as im:
-        grey = np.asarray(im.convert("L"))
-    fig = Figure(figsize=(5, 5))
+    """The 8-bit grey image, the map normalised to 0-255 as the boxes see it, the boxes; written atomically."""
+    fig = Figure(figsize=(5.6, 5))
     ax = fig.subplots()
     ax.imshow(grey, cmap="gray")
-    resized = np.asarray(Image.fromarray(heatmap.astype(np.float32), mode="F").resize(grey.shape[::-1], Image.BILINEAR))
-    ax.imshow(resized, cmap="jet", alpha=0.35)
-    for boxes, colour in ((predicted, "yellow"), (truth, "lime")):
-        for x, y, w, h in boxes:
-            ax.add_patch(patches.Rectangle((x, y), w, h, fill=False, edgecolor=colour, linewidth=1.5))
+    norm = normalise(heatmap)
+    shown = np.zeros_like(heatmap, dtype=np.float32) if norm is None else norm.astype(np.float32)
+    resized = np.asarray(Image.fromarray(shown, mode="F").resize(grey.shape[::-1], Image.BILINEAR))
+    scale = ax.imshow(resized, cmap=MAP_COLOURS, alpha=0.4, vmin=0, vmax=255)
+    legend = fig.colorbar(scale, ax=ax, fraction=0.046, pad=0.02, label="map (0-255, as thresholded)")
+    legend.solids.set_alpha(1)
+    for x, y, w, h in truth:
+        ax.add_patch(patches.Rectangle((x, y), w, h, fill=False, edgecolor=TRUE_COLOUR, linewidth=1.6))
+    for (x, y, w, h), score in predicted:
+        ax.add_patch(patches.Rectangle((x, y), w, h, fill=False, edgecolor=PREDICTED_COLOUR, linewidth=1.6,
+                                       linestyle="--"))
+        ax.text(x, y, f"{score:.2f}", color="white", fontsize=7, va="bottom",
+                bbox={"facecolor": PREDICTED_COLOUR, "edgecolor": "none", "pad": 1, "alpha": 0.8})
+    ax.legend(handles=[Line2D([], [], color=TRUE_COLOUR, label="true"),
+                       Line2D([], [], color=PREDICTED_COLOUR, linestyle="--", label="predicted (score)")],
+              loc="lower right", fontsize=7, framealpha=0.6)
     ax.set_title(title, fontsize=9)
     ax.axis("off")
     fig.tight_layout()

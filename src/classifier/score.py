@@ -13,37 +13,34 @@ from cxrcore.errors import InputError
 from cxrcore.output import Outputs, encode_metadata, exclusive, json_text
 
 from .data import ImageDataset, prepare
-from .images import ImageCache
 from .inference import known, pick_device, predict
 from .metrics import auc_with_ci, plot_roc
 from .runs import load_run
 
 
 def score(run_dir: Path, labels_path: Path, images: Path | None, output: Path, split: str | None = None,
-          device: str = "auto", batch_size: int | None = None, cache_dir: Path | None = None, n_boot: int = 1000,
+          device: str = "auto", batch_size: int | None = None, store: Path | None = None, n_boot: int = 1000,
           say: Callable[[str], None] = print) -> dict[str, Any]:
     """Write scores.parquet (+ auc.json, roc.png beside it), all at once; return the AUC table."""
     beside = [output.with_name(output.stem + ".auc.json"), output.with_name(output.stem + ".roc.png")]
     with Outputs([output, *beside], [labels_path]) as outputs, exclusive(output):
-        summary = _score(run_dir, labels_path, images, output, split, device, batch_size, cache_dir, n_boot, say,
+        summary = _score(run_dir, labels_path, images, output, split, device, batch_size, store, n_boot, say,
                          outputs)
         outputs.commit()
     return summary
 
 
 def _score(run_dir: Path, labels_path: Path, images: Path | None, output: Path, split: str | None, device: str,
-           batch_size: int | None, cache_dir: Path | None, n_boot: int, say: Callable[[str], None],
+           batch_size: int | None, store: Path | None, n_boot: int, say: Callable[[str], None],
            outputs: Outputs) -> dict[str, Any]:
     dev = pick_device(device)
     model, config, findings, origin = load_run(run_dir, dev)
-    data = prepare(labels_path, images, config.seed)
+    data = prepare(labels_path, images, config.seed, store)
     missing = [f for f in findings if f not in data.findings]
     if missing:
         say(f"note: {labels_path} has no column for {', '.join(missing)}; their AUC is not computed")
     rows = data.rows(split)
-    cache = ImageCache(cache_dir, config.size) if cache_dir else None
-    dataset = ImageDataset([data.paths[i] for i in rows], np.zeros((len(rows), len(findings)), np.float32),
-                           config.size, cache)
+    dataset = ImageDataset.of(data, rows, config.size)
     probs = predict(model, dataset, batch_size or config.batch_size, dev, config,
                     lambda m: say(f"skipped unreadable image {m}"))
     if len(rows) and np.isnan(probs).all():

@@ -1,9 +1,10 @@
 """`classifier fit`: train the weakly supervised network on image-level labels only.
 
 Reproducible: with one `seed`, the weights, the shuffling and the augmentation of each epoch are
-drawn from seeds derived from it, so a run resumed after epoch k ends exactly where an
-uninterrupted run does. `last.pt` is written after every epoch and `best.pt` whenever the mean
-validation AUC improves, both atomically.
+drawn from seeds derived from it (augmentation per image, see data.py), so a run resumed after epoch
+k ends exactly where an uninterrupted run does, and N processes under torchrun train like one process
+with the same global batch (distributed.py). `last.pt` is written after every epoch and `best.pt`
+whenever the mean validation AUC improves, both atomically, by the first process only.
 """
 
 from __future__ import annotations
@@ -11,25 +12,27 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Subset
 
 from cxrcore.errors import InputError, ToolkitError
 from cxrcore.output import atomic_text, exclusive, json_text, make_folder
 from cxrcore.runs import BEST, CONFIG, LAST, LOG, METRICS, checkpoint_path
 
+from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import ImageDataset, Prepared, collate, keep_findings, prepare
-from .images import ImageCache
 from .inference import autocast_for, mean_auc, pick_device, predict
-from .losses import loss_function, targets_and_mask
+from .losses import batch_counts, loss_function, targets_and_mask
 from .runs import build_model, model_from_state, run_config
+from .schedules import Schedule, make_optimizer
 
 SPLITS = ("train", "val", "test")
 
@@ -44,18 +47,27 @@ class Trainer:
 
     config: TrainConfig
     data: Prepared
-    model: torch.nn.Module
+    model: torch.nn.Module  # wrapped in DistributedDataParallel when there are several processes
     optimizer: torch.optim.Optimizer
-    scheduler: Any
+    schedule: Schedule
     device: torch.device
-    cache: ImageCache | None
+    ctx: distributed.Context
     subsets: dict[str, np.ndarray]
     report: Callable[[str], None]  # names an unreadable image once
     cast: Any  # the autocast context of every forward pass
     scaler: torch.amp.GradScaler  # loss scaling, enabled for float16 only
 
-    def dataset(self, split: str, augment: bool = False) -> ImageDataset:
-        return ImageDataset.of(self.data, self.subsets[split], self.config.size, self.cache, augment)
+    @property
+    def network(self) -> torch.nn.Module:
+        """The model itself (what is saved and evaluated), without the distributed wrapper."""
+        return self.model.module if isinstance(self.model, DistributedDataParallel) else self.model
+
+    def dataset(self, split: str, augment: str = "none") -> ImageDataset:
+        return ImageDataset.of(self.data, self.subsets[split], self.config.size, augment, self.config.seed)
+
+    def say(self, message: str, say: Callable[[str], None]) -> None:
+        if self.ctx.main:
+            say(message)
 
 
 def seed_everything(seed: int) -> None:
@@ -65,60 +77,73 @@ def seed_everything(seed: int) -> None:
 
 
 def fit(labels_path: Path, images: Path | None, run_dir: Path, config: TrainConfig, weights: Path | None = None,
-        resume: bool = False, cache_dir: Path | None = None, say: Callable[[str], None] = print,
+        resume: bool = False, store: Path | None = None, say: Callable[[str], None] = print,
         progress: Any = None, pause_after: int | None = None) -> dict[str, Any] | None:
     """Train, validate each epoch, keep best and last checkpoints; return the final metrics.
 
     `pause_after` stops after that many epochs of this call (for time-limited or preemptible jobs);
-    `resume` continues the run's own plan (its config, epochs included) from `last.pt`. The run folder
-    is locked for the whole call: a second `fit` on it is refused.
+    `resume` continues the run's own plan (its config, epochs included) from `last.pt`. Under
+    torchrun, every process runs this; the first holds the run folder's lock and writes the files.
     """
-    run_dir = make_folder(run_dir, [labels_path])
-    with exclusive(run_dir):
-        return _fit(labels_path, images, run_dir, config, weights, resume, cache_dir, say, progress, pause_after)
+    device = pick_device(config.device)
+    ctx = distributed.setup(device)
+    try:
+        if not ctx.main:
+            distributed.barrier(ctx)  # the first process checks and creates the run folder
+            return _fit(labels_path, images, run_dir, config, weights, resume, store, say, progress, pause_after, ctx)
+        run_dir = make_folder(run_dir, [labels_path])
+        with exclusive(run_dir):
+            distributed.barrier(ctx)
+            return _fit(labels_path, images, run_dir, config, weights, resume, store, say, progress, pause_after, ctx)
+    finally:
+        distributed.shutdown()
 
 
 def _fit(labels_path: Path, images: Path | None, run_dir: Path, config: TrainConfig, weights: Path | None,
-         resume: bool, cache_dir: Path | None, say: Callable[[str], None], progress: Any,
-         pause_after: int | None) -> dict[str, Any] | None:
+         resume: bool, store: Path | None, say: Callable[[str], None], progress: Any, pause_after: int | None,
+         ctx: distributed.Context) -> dict[str, Any] | None:
     state = _resume_state(run_dir, resume)
     if state is not None:
-        if state["config"]["epochs"] != config.epochs:
+        if state["config"]["epochs"] != config.epochs and ctx.main:
             say(f"resuming with the run's own plan: {state['config']['epochs']} epochs")
         config = run_config(state, run_dir / LAST)
-    data = _training_data(prepare(labels_path, images, config.seed), labels_path, state, say)
-    trainer, start_epoch, best_auc = _start(data, config, weights, state, cache_dir, say)
+    data = _training_data(prepare(labels_path, images, config.seed, store), labels_path, state, say)
+    trainer, start_epoch, best_auc = _start(data, config, weights, state, ctx, say)
     if state is not None:
-        say(f"resuming {run_dir} after epoch {start_epoch}")
-    atomic_text(run_dir / CONFIG, json.dumps({**trainer.config.to_dict(), "findings": data.findings}, indent=2))
+        trainer.say(f"resuming {run_dir} after epoch {start_epoch}", say)
+    if ctx.main:
+        atomic_text(run_dir / CONFIG, json.dumps({**trainer.config.to_dict(), "findings": data.findings}, indent=2))
     end = config.epochs if pause_after is None else min(config.epochs, start_epoch + pause_after)
     for epoch in range(start_epoch, end):
-        loss, rate = train_epoch(trainer, epoch, progress)
+        loss, rate = train_epoch(trainer, epoch, progress if ctx.main else None)
         val_auc, per = validate(trainer)
-        entry = {"epoch": epoch + 1, "loss": loss, "images_per_s": rate, "val_mean_auc": val_auc, "val_auc": per}
-        with (run_dir / LOG).open("a") as fh:
-            fh.write(json_text(entry, indent=None) + "\n")
-        say(f"epoch {epoch + 1}: loss {loss:.4f}, {rate:.1f} img/s, val mean AUC {val_auc:.3f}")
+        trainer.schedule.epoch_end(val_auc)
         # Better only by a finite validation AUC; with no validation images, the latest epoch is the best.
         improved = val_auc > best_auc if np.isfinite(val_auc) else len(trainer.subsets["val"]) == 0
         if improved and np.isfinite(val_auc):
             best_auc = val_auc
-        _save(trainer, run_dir, epoch, best_auc, improved)
+        if ctx.main:
+            entry = {"epoch": epoch + 1, "loss": loss, "images_per_s": rate, "val_mean_auc": val_auc, "val_auc": per}
+            with (run_dir / LOG).open("a") as fh:
+                fh.write(json_text(entry, indent=None) + "\n")
+            say(f"epoch {epoch + 1}: loss {loss:.4f}, {rate:.1f} img/s, val mean AUC {val_auc:.3f}")
+            _save(trainer, run_dir, epoch, best_auc, improved)
+        distributed.barrier(ctx)
     if end < config.epochs:
-        say(f"paused after epoch {end} of {config.epochs}; continue with --resume")
+        trainer.say(f"paused after epoch {end} of {config.epochs}; continue with --resume", say)
         return None
     return final_metrics(run_dir, trainer)
 
 
 def _save(trainer: Trainer, run_dir: Path, epoch: int, best_auc: float, improved: bool) -> None:
     """last.pt (and best.pt when improved), never with a weight that is not a number."""
-    bad = next((n for n, p in trainer.model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()),
-               None)
+    weights = trainer.network.state_dict()
+    bad = next((n for n, p in weights.items() if p.is_floating_point() and not torch.isfinite(p).all()), None)
     if bad is not None:
         raise TrainingError(f"epoch {epoch + 1}: weight {bad} is no longer a number; nothing of this epoch is saved "
                             f"(lower --lr; {run_dir / LAST} keeps the previous epoch)")
-    content = {"model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
-               "scheduler": trainer.scheduler.state_dict(), "epoch": epoch + 1, "best_auc": float(best_auc),
+    content = {"model": weights, "optimizer": trainer.optimizer.state_dict(),
+               "scheduler": trainer.schedule.state_dict(), "epoch": epoch + 1, "best_auc": float(best_auc),
                "config": trainer.config.to_dict(), "findings": trainer.data.findings}
     if improved:
         save_checkpoint(run_dir / BEST, **content)
@@ -152,88 +177,138 @@ def _training_data(data: Prepared, labels_path: Path, state: dict[str, Any] | No
 
 
 def _start(data: Prepared, config: TrainConfig, weights: Path | None, state: dict[str, Any] | None,
-           cache_dir: Path | None, say: Callable[[str], None]) -> tuple[Trainer, int, float]:
+           ctx: distributed.Context, say: Callable[[str], None]) -> tuple[Trainer, int, float]:
     """The model (seeded, or restored from `state`), optimiser and schedule; the epoch and best AUC so far."""
     if not (np.isfinite(config.lr) and config.lr > 0 and np.isfinite(config.weight_decay) and config.weight_decay >= 0):
         raise InputError(f"learning rate {config.lr} and weight decay {config.weight_decay}: both must be finite, "
                          f"the first above 0")
-    device = pick_device(config.device)
+    device = distributed.device_for(ctx, pick_device(config.device))
     seed_everything(config.seed)
-    model, config = build_model(config, len(data.findings), weights if state is None else None, say)
+    model, config = build_model(config, len(data.findings), weights if state is None else None,
+                                say if ctx.main else lambda message: None)
+    if config.channels_last is None:
+        config = replace(config, channels_last=device.type == "cuda")
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if ctx.distributed:  # before the optimiser is made: the new layers' parameters are the ones it must hold
+        model = distributed.synchronise_batchnorm(model, device)
     subsets = {s: np.flatnonzero(data.split == s) for s in SPLITS}
-    say(f"{len(data.findings)} findings; images: " + ", ".join(f"{s} {len(i)}" for s, i in subsets.items())
-        + f"; device {device}")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps = config.epochs * max(1, -(-len(subsets["train"]) // config.batch_size))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.15)
+    if ctx.main:
+        say(f"{len(data.findings)} findings; images: " + ", ".join(f"{s} {len(i)}" for s, i in subsets.items())
+            + f"; device {device}" + (f"; {ctx.world} processes" if ctx.distributed else ""))
+    optimizer = make_optimizer(model.parameters(), config)
+    batches = distributed.GlobalBatchSampler.batches(len(subsets["train"]), config.batch_size)
+    schedule = Schedule(optimizer, config, max(1, -(-batches // config.accumulate)))
     start_epoch, best_auc = 0, -1.0
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        schedule.load_state_dict(state["scheduler"])
         start_epoch, best_auc = state["epoch"], state["best_auc"]
-    cache = ImageCache(cache_dir, config.size) if cache_dir else None
+    if ctx.distributed:
+        if len(subsets["train"]) < ctx.world:
+            raise InputError(f"{len(subsets['train'])} training images cannot be shared by {ctx.world} processes")
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     cast, use_scaler = autocast_for(device, config.cpu_bf16)
-    trainer = Trainer(config, data, model, optimizer, scheduler, device, cache, subsets, _reporter(say), cast,
+    trainer = Trainer(config, data, model, optimizer, schedule, device, ctx, subsets, _reporter(say, ctx), cast,
                       torch.amp.GradScaler("cuda", enabled=use_scaler))
     return trainer, start_epoch, best_auc
 
 
-def _reporter(say: Callable[[str], None]) -> Callable[[str], None]:
+def _reporter(say: Callable[[str], None], ctx: distributed.Context) -> Callable[[str], None]:
     """A function that names each unreadable image once, however many epochs meet it."""
     seen: set[str] = set()
 
     def report(message: str) -> None:
         if message not in seen:
             seen.add(message)
-            say(f"skipped unreadable image {message}")
+            say(f"skipped unreadable image {message}" + (f" (process {ctx.rank})" if ctx.distributed else ""))
     return report
 
 
 def train_epoch(trainer: Trainer, epoch: int, progress: Any = None) -> tuple[float, float]:
-    """One pass over the training split; returns (mean loss, images per second)."""
-    config, device = trainer.config, trainer.device
-    train_set = trainer.dataset("train", augment=True)
-    torch.manual_seed(config.seed * 1000 + epoch)  # this epoch's augmentation and shuffling
-    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
-                        drop_last=len(train_set) > config.batch_size, num_workers=config.loader_workers,
-                        collate_fn=collate, generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
-    criterion, scaler = loss_function(config.loss), trainer.scaler
+    """One pass over the training split; returns (mean loss over all processes, images per second)."""
+    config, ctx = trainer.config, trainer.ctx
+    train_set = trainer.dataset("train", augment=config.augment)
+    train_set.epoch = epoch
+    sampler = distributed.GlobalBatchSampler(len(train_set), config.batch_size, config.seed, epoch, ctx)
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.loader_workers, collate_fn=collate)
+    criterion = loss_function(config.loss)
     trainer.model.train()
-    seen, total_loss, started = 0, 0.0, time.perf_counter()
+    totals, started = torch.zeros(2, dtype=torch.float64), time.perf_counter()  # (sum of step losses, images)
     task = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=len(loader), loss="", speed="") if progress else None
-    for batch, errors in loader:
+    for step, (batch, errors) in enumerate(loader):
         for message in errors:
             trainer.report(message)
-        if batch is not None:
-            images, labels, _ = batch
-            images, labels = images.to(device), labels.to(device)
-            if config.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            targets, mask = targets_and_mask(labels, config.uncertain)
-            with trainer.cast:
-                logits = trainer.model(images)
-            loss = criterion(logits, targets, mask)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"epoch {epoch + 1}: the loss is {loss.item()} after {seen} images; training "
-                                    f"diverged, nothing of this epoch is saved (lower --lr, or check the labels)")
+        last = (step + 1) % config.accumulate == 0 or step + 1 == len(loader)
+        totals += _train_step(trainer, batch, criterion, epoch, sync=last)
+        if last:
+            trainer.scaler.step(trainer.optimizer)
+            trainer.scaler.update()
             trainer.optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(trainer.optimizer)
-            scaler.update()
-            seen += len(images)
-            total_loss += loss.item() * len(images)
-        trainer.scheduler.step()
+            trainer.schedule.step()
         if progress:
-            rate = seen / max(time.perf_counter() - started, 1e-9)
-            progress.update(task, advance=1, loss=f"loss {total_loss / max(seen, 1):.4f}", speed=f"{rate:.1f} img/s")
-    if seen == 0:
+            rate = float(totals[1]) / max(time.perf_counter() - started, 1e-9)
+            shown = float(totals[0]) * ctx.world / (step + 1)  # this process's share, as if every share were like it
+            progress.update(task, advance=1, loss=f"loss {shown:.4f}", speed=f"{rate:.1f} img/s")
+    totals = distributed.sum_over_ranks(ctx, totals)
+    if totals[1] == 0:
         raise TrainingError(f"epoch {epoch + 1}: not one training image could be read (each is named above); "
-                            f"check --images and the image paths")
-    return total_loss / max(seen, 1), seen / (time.perf_counter() - started)
+                            f"check --images (or --store) and the image paths")
+    return float(totals[0]) / max(len(loader), 1), float(totals[1]) / (time.perf_counter() - started)
+
+
+def _train_step(trainer: Trainer, batch: Any, criterion: Callable, epoch: int, sync: bool) -> torch.Tensor:
+    """Forward and backward of one (micro-)batch; returns (this process's share of the batch's mean loss,
+    its images): the shares summed over processes are the global batch's mean loss.
+
+    The loss is normalised by counts summed over all processes, so averaging the processes' gradients
+    gives the gradient of the global batch. A process whose images all failed still runs a pass with
+    zero weight: the others wait for its share of the batch statistics and gradients."""
+    config, device, ctx = trainer.config, trainer.device, trainer.ctx
+    if batch is None:
+        images = torch.zeros(1, 3, config.size, config.size)
+        labels = torch.zeros(1, len(trainer.data.findings))
+        mask_out = True
+    else:
+        images, labels, _ = batch
+        mask_out = False
+    images, labels = images.to(device), labels.to(device)
+    if config.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    targets, mask = targets_and_mask(labels, config.uncertain)
+    if mask_out:
+        mask = torch.zeros_like(mask)
+    counts = distributed.sum_over_ranks(ctx, batch_counts(targets, mask))
+    context = trainer.model.no_sync() if ctx.distributed and not sync else _nothing()
+    with context:
+        with trainer.cast:
+            logits = trainer.model(images)
+        loss = criterion(logits, targets, mask, counts, scale=ctx.world / config.accumulate)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"epoch {epoch + 1}: the loss is {loss.item()}; training diverged, nothing of this "
+                                f"epoch is saved (lower --lr, or check the labels)")
+        trainer.scaler.scale(loss).backward()
+    seen = 0 if mask_out else len(images)
+    return torch.tensor([loss.item() / ctx.world, seen], dtype=torch.float64)
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def predict_split(trainer: Trainer, model: torch.nn.Module, split: str) -> np.ndarray:
+    """Probabilities for every image of `split`, each process predicting its shard, gathered on all."""
+    dataset = trainer.dataset(split)
+    positions = distributed.shard(trainer.ctx, len(dataset))
+    probs = predict(model, Subset(dataset, positions.tolist()), trainer.config.batch_size, trainer.device,
+                    trainer.config, trainer.report, size=len(dataset))
+    return distributed.gather_rows(trainer.ctx, positions, probs[positions], len(dataset))
 
 
 def validate(trainer: Trainer) -> tuple[float, dict[str, float]]:
@@ -241,8 +316,7 @@ def validate(trainer: Trainer) -> tuple[float, dict[str, float]]:
     rows = trainer.subsets["val"]
     if len(rows) == 0:
         return float("nan"), {}
-    probs = predict(trainer.model, trainer.dataset("val"), trainer.config.batch_size, trainer.device, trainer.config,
-                    trainer.report)
+    probs = predict_split(trainer, trainer.network, "val")
     return mean_auc(trainer.data.labels[rows], probs, trainer.data.findings)
 
 
@@ -251,14 +325,15 @@ def final_metrics(run_dir: Path, trainer: Trainer) -> dict[str, Any]:
     path = checkpoint_path(run_dir)
     state = load_checkpoint(path)
     model = model_from_state(state, trainer.device, path)
-    data, config = trainer.data, trainer.config
+    data = trainer.data
     metrics: dict[str, Any] = {"findings": data.findings, "checkpoint_epoch": state["epoch"]}
     for split in ("val", "test"):
         rows = trainer.subsets[split]
         if len(rows) == 0:
             continue
-        probs = predict(model, trainer.dataset(split), config.batch_size, trainer.device, config, trainer.report)
+        probs = predict_split(trainer, model, split)
         mean, per = mean_auc(data.labels[rows], probs, data.findings)
         metrics[split] = {"images": int(len(rows)), "mean_auc": mean, "auc": per}
-    atomic_text(run_dir / METRICS, json_text(metrics))
+    if trainer.ctx.main:
+        atomic_text(run_dir / METRICS, json_text(metrics))
     return metrics

@@ -14,9 +14,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import threading
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from itertools import islice
@@ -30,6 +27,7 @@ import pyarrow.parquet as pq
 from cxrcore.errors import InputError, ToolkitError
 from cxrcore.labels import label_schema
 from cxrcore.output import Outputs, atomic_path, atomic_text, encode_metadata, exclusive
+from cxrcore.workers import watch_parent
 
 from .evidence import MENTION_SCHEMA
 from .labeler import Labeler
@@ -38,7 +36,6 @@ from .parse import load_model, model_description
 from .readers import Record, Report, Skipped
 
 PARTS_SUFFIX = ".parts"
-PARENT_CHECK_S = 0.5  # how often a worker checks that its parent is alive
 REPORT_TEXT = "Reports"  # the CheXpert labeler's column of report texts
 
 
@@ -120,26 +117,13 @@ class InlineEngine:
         pass
 
 
-def _watch_parent(parent: int) -> None:
-    """In a worker: exit as soon as the process that started it is gone (killed, even by SIGKILL),
-    instead of holding its memory for good. Ctrl-C is the parent's to handle (it stops the workers)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_S)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
-
-
 class ProcessEngine:
     """A pool of local processes (spawned, so each loads its own model once) that die with their parent."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                         initializer=_watch_parent, initargs=(os.getpid(),))
+                                         initializer=watch_parent, initargs=(os.getpid(),))
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         return self._pool.submit(fn, *args)

@@ -1,0 +1,135 @@
+"""How `localize` draws when its options are not given: the run's recorded defaults, else built-in ones.
+
+`localize --calibrate BOXES` chooses the heatmap (method and layer) and the box thresholds on true
+boxes held apart from the scored ones, and records them in `RUN_DIR/localization_defaults.json` with
+the content digest of every image they were chosen on, so that no later call can score those images
+with them unnoticed. A run without that file uses the built-in defaults of its architecture, chosen
+on the validation split of the README demo's run (docs/classifier.md says how). An option given on
+the command line always wins over both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from cxrcore.errors import InputError
+from cxrcore.output import atomic_text, json_text
+
+from .boxes import BoxRules
+
+Choice = tuple[str, str, int, int]  # method, layer, low, high
+
+DEFAULTS_FILE = "localization_defaults.json"
+# Per architecture: (method, layer, low, high), measured on the validation split of the README demo's run
+# (`python benchmarks/localization_defaults.py`, docs/classifier.md); densenet121 and resnet50 were not
+# trained here: they take the ResNet-18 choice where their layers allow it.
+BUILT_IN = {"resnet18": ("gradcam", "layer2", 100, 200), "resnet50": ("gradcam", "layer2", 100, 200),
+            "densenet121": ("gradcam", "transition", 100, 200)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The heatmap and the box rules `localize` draws with, and where they came from."""
+
+    method: str
+    layer: str
+    rules: BoxRules
+    per_finding: dict[str, Choice] = field(default_factory=dict)  # finding → its own (method, layer, low, high)
+    source: str = "built-in"
+    calibration_digests: frozenset[str] = frozenset()  # images the recorded values were chosen on
+
+    def choice_for(self, finding: str) -> tuple[str, str, BoxRules]:
+        """(method, layer, rules) of one finding: its own calibrated ones where it has them."""
+        if finding not in self.per_finding:
+            return self.method, self.layer, self.rules
+        method, layer, low, high = self.per_finding[finding]
+        return method, layer, replace(self.rules, low=low, high=high)
+
+    def groups(self, findings: list[str]) -> dict[tuple[str, str], list[str]]:
+        """The findings drawn from each heatmap: one pass over the images per heatmap."""
+        out: dict[tuple[str, str], list[str]] = {}
+        for finding in findings:
+            method, layer, _ = self.choice_for(finding)
+            out.setdefault((method, layer), []).append(finding)
+        return out
+
+    def heatmap(self) -> dict[str, Any]:
+        """What localization.json records of these settings."""
+        return {"method": self.method, "layer": self.layer if self.method != "cam" else "transition",
+                "thresholds": [self.rules.low, self.rules.high], "min_area": self.rules.min_area,
+                "merge": self.rules.merge, "max_boxes": self.rules.max_boxes,
+                "per_finding": {f: {"method": m, "layer": layer, "thresholds": [low, high]}
+                                for f, (m, layer, low, high) in self.per_finding.items()},
+                "source": self.source}
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the command line fixed (None: not given)."""
+
+    method: str | None = None
+    layer: str | None = None
+    thresholds: tuple[int, int] | None = None
+    min_area: float | None = None
+    max_boxes: int | None = None
+
+
+def built_in(arch: str) -> Settings:
+    method, layer, low, high = BUILT_IN.get(arch, BUILT_IN["resnet18"])
+    return Settings(method, layer, BoxRules(low, high), source=f"built-in for {arch}")
+
+
+def resolve(base: Settings, options: Options) -> Settings:
+    """`base` with every option the command line gave put in its place. A given heatmap or threshold
+    applies to every finding (per-finding choices are dropped); settings that keep no recorded value
+    keep no calibration digests."""
+    rules = base.rules
+    if options.thresholds is not None:
+        rules = replace(rules, low=options.thresholds[0], high=options.thresholds[1])
+    if options.min_area is not None:
+        rules = replace(rules, min_area=options.min_area)
+    if options.max_boxes is not None:
+        rules = replace(rules, max_boxes=options.max_boxes)
+    method = options.method or base.method
+    layer = options.layer or (base.layer if base.method != "cam" and method != "cam" else "transition")
+    given = (options.method, options.layer, options.thresholds)
+    per_finding = {} if any(v is not None for v in given) else base.per_finding
+    everything_given = options.method is not None and options.thresholds is not None and (
+        method == "cam" or options.layer is not None)
+    source = "options" if everything_given else base.source
+    digests = frozenset() if everything_given else base.calibration_digests
+    return Settings(method, layer, rules, per_finding, source, digests)
+
+
+
+def read_defaults(run_dir: Path, arch: str) -> Settings:
+    """The run's recorded defaults, else the built-in ones of its architecture."""
+    path = run_dir / DEFAULTS_FILE
+    if not path.is_file():
+        return built_in(arch)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        rules = BoxRules(int(data["thresholds"][0]), int(data["thresholds"][1]), float(data["min_area"]),
+                         float(data["merge"]), int(data["max_boxes"]))
+        rules.check()
+        per_finding = {str(f): (str(c["method"]), str(c["layer"]), int(c["thresholds"][0]), int(c["thresholds"][1]))
+                       for f, c in data["per_finding"].items()}
+        settings = Settings(str(data["method"]), str(data["layer"]), rules, per_finding,
+                            f"{path}, chosen on {data['chosen_on']['images']} images of {data['chosen_on']['boxes']}",
+                            frozenset(data["chosen_on"]["image_digests"]))
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise InputError(f"{path}: not a localization defaults file this version can read ({exc}); calibrate "
+                         f"again with --calibrate, or delete it to use the built-in defaults") from None
+    return settings
+
+
+def write_defaults(run_dir: Path, settings: Settings, chosen_on: dict[str, Any], report: dict[str, Any]) -> Path:
+    """Record calibrated settings in the run, atomically; `chosen_on` says on what, `report` how they measured."""
+    heatmap = settings.heatmap()
+    heatmap.pop("source")
+    path = run_dir / DEFAULTS_FILE
+    atomic_text(path, json_text({**heatmap, "chosen_on": chosen_on, **report}))
+    return path
