@@ -289,17 +289,16 @@ def test_options_an_architecture_cannot_build_are_one_line_errors(tiny, tmp_path
 
 def test_flip_augmentation_mirrors_about_half_the_images_the_same_way_for_one_seed():
     """`--augment flip` (CheXNet's): each image either as it is or mirrored left-right, about half of
-    them mirrored, decided by the (seed, epoch, position) generator so a rerun draws the same."""
-    from classifier.data import augment
+    them mirrored, decided by each image's own generator so a rerun draws the same."""
+    from classifier.data import augment_batch
 
     image = torch.linspace(0, 1, 32).repeat(32, 1)  # dark on the left, bright on the right
-    flipped = []
-    for n in range(200):
-        out = augment(image, torch.Generator().manual_seed(n), "flip")
-        assert torch.equal(out, image) or torch.equal(out, image.flip(-1))
-        assert torch.equal(out, augment(image, torch.Generator().manual_seed(n), "flip"))
-        flipped.append(torch.equal(out, image.flip(-1)))
+    batch = image.repeat(200, 1, 1)
+    out = augment_batch(batch, [torch.Generator().manual_seed(n) for n in range(200)], "flip")
+    again = augment_batch(batch, [torch.Generator().manual_seed(n) for n in range(200)], "flip")
+    assert torch.equal(out, again)
+    flipped = [torch.equal(o, image.flip(-1)) for o in out]
+    assert all(f or torch.equal(o, image) for f, o in zip(flipped, out))
     assert 70 <= sum(flipped) <= 130
-    both = augment(image, torch.Generator().manual_seed(0), "affine+flip")
+    both = augment_batch(batch[:1], [torch.Generator().manual_seed(0)], "affine+flip")[0]
     assert not torch.equal(both, image) and not torch.equal(both, image.flip(-1))
-    assert torch.equal(augment(image, torch.Generator().manual_seed(0), "none"), image)

@@ -126,51 +126,52 @@ def assign_splits(table: LabelTable, seed: int) -> pd.Series:
     return patient_splits(patients.reset_index(drop=True), DEFAULT_FRACTIONS, seed)
 
 
-def normalise(grey: torch.Tensor) -> torch.Tensor:
-    """(..., H, W) grey in [0, 1] → (..., 3, H, W) with ImageNet's mean and std."""
-    rgb = grey.unsqueeze(-3).expand(*grey.shape[:-2], 3, *grey.shape[-2:])
-    mean = torch.tensor(MEAN).view(3, 1, 1)
-    std = torch.tensor(STD).view(3, 1, 1)
-    return (rgb - mean) / std
+def model_input(images: torch.Tensor, device: torch.device, channels_last: bool = False, augment: str = "none",
+                seed: int = 0, epoch: int = 0, positions: torch.Tensor | None = None) -> torch.Tensor:
+    """A uint8 (B, H, W) batch as the network reads it, made on `device` (8 bits cross the bus, not 96):
+    scaled to [0, 1], augmented (batched; each image by its own parameters, drawn from a generator seeded
+    by (seed, epoch, its dataset position), so one process and several augment an image alike), grey
+    copied to 3 channels and standardised with ImageNet's mean and std."""
+    grey = images.to(device, non_blocking=True).float().div_(255)
+    if augment != "none":
+        grey = augment_batch(grey, [torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_033 + int(n))
+                                    for n in positions], augment)
+    mean = torch.tensor(MEAN, device=grey.device).view(3, 1, 1)
+    std = torch.tensor(STD, device=grey.device).view(3, 1, 1)
+    out = (grey.unsqueeze(1).expand(-1, 3, -1, -1) - mean) / std
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
 class ImageDataset(Dataset):
-    """(image tensor, label vector, index) per row; an unreadable image gives (None, message, index).
+    """(uint8 image (H, W), label vector, position) per row; an unreadable image gives (None, message,
+    position). Images come from their files or a prepared store (the same 8-bit decode either way);
+    `model_input` turns a batch of them into the network's input on its device."""
 
-    Images come from their files or a prepared store (the same 8-bit decode either way). Augmentation
-    draws from a generator seeded by (seed, epoch, position): a sample is augmented the same way
-    whichever DataLoader worker or training process loads it, so one process and several give the
-    same batches. Set `epoch` before each pass."""
-
-    def __init__(self, read: Callable[[int], np.ndarray], labels: np.ndarray, augment: str = "none",
-                 seed: int = 0) -> None:
-        self.read, self.labels, self.augment, self.seed, self.epoch = read, labels, augment, seed, 0
+    def __init__(self, read: Callable[[int], np.ndarray], labels: np.ndarray) -> None:
+        self.read, self.labels = read, labels
 
     @classmethod
-    def of(cls, data: Prepared, rows: np.ndarray, size: int, augment: str = "none", seed: int = 0) -> "ImageDataset":
+    def of(cls, data: Prepared, rows: np.ndarray, size: int) -> "ImageDataset":
         """The images and labels of `rows` of a prepared table, from its store or its files."""
         paths = [data.paths[i] for i in rows]
         if data.store is None:
-            return cls(FileReader(paths, size), data.labels[rows], augment, seed)
+            return cls(FileReader(paths, size), data.labels[rows])
         if data.store.size != size:
             raise InputError(f"{data.store.folder} holds {data.store.size}-pixel images and this run uses {size}; "
                              f"prepare a store with --size {size}")
         ids = data.frame["image_id"].astype(str).to_numpy() if "image_id" in data.frame else None
         store_rows = [data.store.row_of(ids[i]) if ids is not None else None for i in rows]
-        return cls(StoreReader(data.store, store_rows, paths), data.labels[rows], augment, seed)
+        return cls(StoreReader(data.store, store_rows, paths), data.labels[rows])
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int):
         try:
-            grey = torch.from_numpy(self.read(index).astype(np.float32) / 255.0)
+            image = torch.from_numpy(self.read(index))
         except ImageError as exc:
             return None, str(exc), index
-        if self.augment != "none":
-            generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_033 + index)
-            grey = augment(grey, generator, self.augment)
-        return normalise(grey), torch.from_numpy(self.labels[index]), index
+        return image, torch.from_numpy(self.labels[index]), index
 
 
 @dataclass(frozen=True)
@@ -198,26 +199,31 @@ class StoreReader:
         return self.store.image(self.rows[n])
 
 
-def augment(image: torch.Tensor, generator: torch.Generator, kind: str) -> torch.Tensor:
-    """`kind` "affine": small shifts, scaling, rotation and exposure changes, as between two films of one
-    patient; "flip": a left-right mirror half the time (CheXNet's only augmentation; it moves the heart
-    to the other side, so it suits findings that do not depend on the side); "affine+flip": both."""
-    def draw(low: float, high: float) -> float:
+def augment_batch(grey: torch.Tensor, generators: list[torch.Generator], kind: str) -> torch.Tensor:
+    """(B, H, W) in [0, 1], each image by its own generator. `kind` "affine": small shifts, scaling,
+    rotation and exposure changes, as between two films of one patient; "flip": a left-right mirror
+    half the time (CheXNet's only augmentation; it moves the heart to the other side, so it suits
+    findings that do not depend on the side); "affine+flip": both."""
+    def draw(generator: torch.Generator, low: float, high: float) -> float:
         return float(torch.empty(1).uniform_(low, high, generator=generator))
 
     if "affine" in kind:
-        angle, scale = draw(-6, 6), draw(0.92, 1.08)
-        shift = (draw(-0.05, 0.05), draw(-0.05, 0.05))
-        theta = torch.tensor([[scale * np.cos(np.radians(angle)), -scale * np.sin(np.radians(angle)), shift[0]],
-                              [scale * np.sin(np.radians(angle)), scale * np.cos(np.radians(angle)), shift[1]]],
-                             dtype=torch.float32)
-        grid = torch.nn.functional.affine_grid(theta[None], [1, 1, *image.shape], align_corners=False)
-        moved = torch.nn.functional.grid_sample(image[None, None], grid, padding_mode="border", align_corners=False)[0, 0]
-        gamma, gain = draw(0.8, 1.25), draw(0.9, 1.1)
-        image = (moved.clamp(0, 1) ** gamma * gain).clamp(0, 1)
-    if "flip" in kind and draw(0, 1) < 0.5:
-        image = image.flip(-1)
-    return image
+        thetas, exposure = [], []
+        for g in generators:
+            angle, scale = np.radians(draw(g, -6, 6)), draw(g, 0.92, 1.08)
+            shift = (draw(g, -0.05, 0.05), draw(g, -0.05, 0.05))
+            thetas.append([[scale * np.cos(angle), -scale * np.sin(angle), shift[0]],
+                           [scale * np.sin(angle), scale * np.cos(angle), shift[1]]])
+            exposure.append((draw(g, 0.8, 1.25), draw(g, 0.9, 1.1)))
+        theta = torch.tensor(thetas, dtype=torch.float32, device=grey.device)
+        grid = torch.nn.functional.affine_grid(theta, [len(grey), 1, *grey.shape[-2:]], align_corners=False)
+        moved = torch.nn.functional.grid_sample(grey[:, None], grid, padding_mode="border", align_corners=False)[:, 0]
+        gamma, gain = torch.tensor(exposure, dtype=torch.float32, device=grey.device).T[..., None, None]
+        grey = (moved.clamp(0, 1) ** gamma * gain).clamp(0, 1)
+    if "flip" in kind:
+        mirrored = torch.tensor([draw(g, 0, 1) < 0.5 for g in generators], device=grey.device)
+        grey = torch.where(mirrored[:, None, None], grey.flip(-1), grey)
+    return grey
 
 
 def collate(batch):

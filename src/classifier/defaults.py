@@ -23,11 +23,12 @@ from .boxes import BoxRules
 Choice = tuple[str, str, int, int]  # method, layer, low, high
 
 DEFAULTS_FILE = "localization_defaults.json"
-# Per architecture: (method, layer, low, high), measured on the validation split of the README demo's run
-# (`python benchmarks/localization_defaults.py`, docs/classifier.md); densenet121 and resnet50 were not
-# trained here: they take the ResNet-18 choice where their layers allow it.
-BUILT_IN = {"resnet18": ("gradcam", "layer2", 100, 200), "resnet50": ("gradcam", "layer2", 100, 200),
-            "densenet121": ("gradcam", "transition", 100, 200)}
+# Per architecture: (method, layer, low, high). ResNet-18's is what `--calibrate` chose on the validation
+# split of the README demo's run (`python benchmarks/localization_sweep.py --variant demo:`, docs/classifier.md);
+# resnet50 and densenet121 were not trained here: resnet50 takes ResNet-18's choice, densenet121 (no
+# layer1) Grad-CAM at its transition layer with the same thresholds.
+BUILT_IN = {"resnet18": ("gradcam", "layer1", 120, 180), "resnet50": ("gradcam", "layer1", 120, 180),
+            "densenet121": ("gradcam", "transition", 120, 180)}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import ImageDataset, Prepared, collate
+from .data import ImageDataset, Prepared, collate, model_input
 from .models import WeaklySupervisedNet
 
 
@@ -64,7 +64,7 @@ def map_batches(model: WeaklySupervisedNet, data: Prepared, rows: np.ndarray, si
                 say(f"skipped unreadable image {message}")
             if batch is None:
                 continue
-            probs, maps = heatmaps(model, batch[0].to(device), method, layer)
+            probs, maps = heatmaps(model, model_input(batch[0], device), method, layer)
             for k, index in enumerate(batch[2].tolist()):
                 yield int(rows[index]), probs[k].float().cpu().numpy(), maps[k].float().cpu().numpy()
 

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from cxrcore.errors import InputError
 
 from .config import TrainConfig
-from .data import collate
+from .data import collate, model_input
 from .metrics import auc
 from .models import WeaklySupervisedNet
 
@@ -51,9 +51,7 @@ def predict(model: WeaklySupervisedNet, dataset: Dataset, batch_size: int, devic
             if batch is None:
                 continue
             images, _, indices = batch
-            images = images.to(device)
-            if config.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
+            images = model_input(images, device, config.channels_last)
             with cast:
                 logits = model(images)
             out[indices.numpy()] = torch.sigmoid(logits.float()).cpu().numpy()

@@ -174,7 +174,7 @@ class ImageStore:
             raise ImageError(self.index["reason"].iat[row] or f"{self.index['image_path'].iat[row]}: not decoded")
         if self._array is None:
             self._array = np.memmap(self.folder / ARRAY, dtype=np.uint8, mode="r", shape=(self.count, self.size, self.size))
-        return np.asarray(self._array[row])
+        return np.array(self._array[row])  # a writable copy: torch refuses to share a read-only map
 
     def original_size(self, row: int) -> tuple[int, int]:
         return int(self.index["width"].iat[row]), int(self.index["height"].iat[row])

@@ -28,7 +28,7 @@ from cxrcore.runs import BEST, CONFIG, LAST, LOG, METRICS, checkpoint_path
 from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import ImageDataset, Prepared, collate, keep_findings, prepare
+from .data import ImageDataset, Prepared, collate, keep_findings, model_input, prepare
 from .inference import autocast_for, mean_auc, pick_device, predict
 from .losses import batch_counts, loss_function, targets_and_mask
 from .runs import build_model, model_from_state, run_config
@@ -62,8 +62,8 @@ class Trainer:
         """The model itself (what is saved and evaluated), without the distributed wrapper."""
         return self.model.module if isinstance(self.model, DistributedDataParallel) else self.model
 
-    def dataset(self, split: str, augment: str = "none") -> ImageDataset:
-        return ImageDataset.of(self.data, self.subsets[split], self.config.size, augment, self.config.seed)
+    def dataset(self, split: str) -> ImageDataset:
+        return ImageDataset.of(self.data, self.subsets[split], self.config.size)
 
     def say(self, message: str, say: Callable[[str], None]) -> None:
         if self.ctx.main:
@@ -230,8 +230,7 @@ def _reporter(say: Callable[[str], None], ctx: distributed.Context) -> Callable[
 def train_epoch(trainer: Trainer, epoch: int, progress: Any = None) -> tuple[float, float]:
     """One pass over the training split; returns (mean loss over all processes, images per second)."""
     config, ctx = trainer.config, trainer.ctx
-    train_set = trainer.dataset("train", augment=config.augment)
-    train_set.epoch = epoch
+    train_set = trainer.dataset("train")
     sampler = distributed.GlobalBatchSampler(len(train_set), config.batch_size, config.seed, epoch, ctx)
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.loader_workers, collate_fn=collate)
     criterion = loss_function(config.loss)
@@ -268,15 +267,14 @@ def _train_step(trainer: Trainer, batch: Any, criterion: Callable, epoch: int, s
     zero weight: the others wait for its share of the batch statistics and gradients."""
     config, device, ctx = trainer.config, trainer.device, trainer.ctx
     if batch is None:
-        images = torch.zeros(1, 3, config.size, config.size)
-        labels = torch.zeros(1, len(trainer.data.findings))
+        images = torch.zeros(1, config.size, config.size, dtype=torch.uint8)
+        labels, positions = torch.zeros(1, len(trainer.data.findings)), torch.zeros(1, dtype=torch.long)
         mask_out = True
     else:
-        images, labels, _ = batch
+        images, labels, positions = batch
         mask_out = False
-    images, labels = images.to(device), labels.to(device)
-    if config.channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
+    images = model_input(images, device, config.channels_last, config.augment, config.seed, epoch, positions)
+    labels = labels.to(device)
     targets, mask = targets_and_mask(labels, config.uncertain)
     if mask_out:
         mask = torch.zeros_like(mask)
