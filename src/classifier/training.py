@@ -107,7 +107,8 @@ def _fit(labels_path: Path, images: Path | None, run_dir: Path, config: TrainCon
         if state["config"]["epochs"] != config.epochs and ctx.main:
             say(f"resuming with the run's own plan: {state['config']['epochs']} epochs")
         config = run_config(state, run_dir / LAST)
-    data = _training_data(prepare(labels_path, images, config.seed, store), labels_path, state, say)
+    data = _training_data(prepare(labels_path, images, config.seed, store), labels_path, state,
+                          say if ctx.main else lambda message: None)
     trainer, start_epoch, best_auc = _start(data, config, weights, state, ctx, say)
     if state is not None:
         trainer.say(f"resuming {run_dir} after epoch {start_epoch}", say)
