@@ -134,6 +134,28 @@ def test_a_store_gives_the_same_weights_as_the_image_files(tiny, tmp_path):
     assert wrong.exit_code == 1 and "holds 48-pixel images and this run uses 64" in wrong.output
 
 
+def test_a_store_of_labels_without_image_ids_keys_each_image_by_its_path(tiny, tmp_path):
+    """`reportminer label` writes rows with image_path and no image_id: the store names each image by its
+    path, so every row reads its own image (the same weights as from the files)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tiny / "labels.parquet")  # its metadata names the finding columns
+    paths = [str(tiny / p) for p in table.column("image_path").to_pylist()]
+    table = table.set_column(table.schema.get_field_index("image_id"), "image_id", pa.nulls(len(table), pa.string()))
+    table = table.set_column(table.schema.get_field_index("image_path"), "image_path", pa.array(paths))
+    labels = tmp_path / "labels.parquet"
+    pq.write_table(table, labels)
+    made = CliRunner().invoke(main, ["prepare", str(labels), "--size", "48", "-o", str(tmp_path / "store")])
+    assert made.exit_code == 0, made.output
+    store = ImageStore(tmp_path / "store")
+    assert store.count == 64 and set(store.index["image_id"]) == set(paths)
+    assert fit(labels, "--store", tmp_path / "store", "-o", tmp_path / "s", "--epochs", "1", *FAST).exit_code == 0
+    assert fit(labels, "-o", tmp_path / "f", "--epochs", "1", *FAST).exit_code == 0
+    a, b = weights(tmp_path / "s"), weights(tmp_path / "f")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_prepare_continues_a_stopped_preparation(tiny, tmp_path):
     """The first chunk decoded by a preparation that then stopped; `--resume` finishes it, and the store
     equals one prepared in one go. Without --resume the unfinished folder is refused."""

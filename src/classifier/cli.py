@@ -91,15 +91,21 @@ def synth(output: Path, count: int, size: int, seed: int, hedge: float) -> None:
 @click.option("--resume", is_flag=True, help="Continue a preparation that was stopped.")
 def prepare(labels: Path, images: Path | None, size: int, store: Path, workers: int, resume: bool) -> None:
     """Decode every image of LABELS once into a store that fit, score and localize read with --store."""
+    from collections import Counter
+
+    from cxrcore.errors import InputError
     from cxrcore.labels import read_labels
 
-    from .data import resolve_paths
+    from .data import image_key, resolve_paths
     from .store import prepare_store
 
     table = read_labels(labels)
     paths = resolve_paths(table.frame, labels, images)
-    ids = table.frame["image_id"].astype(str).tolist() if "image_id" in table.frame else [str(p) for p in paths]
-    unique = list(dict.fromkeys(zip(ids, paths)))
+    ids = table.frame["image_id"].tolist() if "image_id" in table.frame else [None] * len(paths)
+    unique = list(dict.fromkeys((image_key(i, p), p) for i, p in zip(ids, paths)))
+    twice = [k for k, n in Counter(k for k, _ in unique).items() if n > 1]
+    if twice:
+        raise InputError(f"{labels}: image {twice[0]} names two different files; give each image one id")
     with Progress(TextColumn("preparing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
         task = bar.add_task("prepare", total=len(unique))
         index = prepare_store(unique, size, store, workers, resume, f"{labels} (images: {images or labels.parent})",

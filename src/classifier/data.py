@@ -46,10 +46,12 @@ class Prepared:
         """Row positions of one split, or of every row."""
         return np.flatnonzero(self.split == split) if split else np.arange(len(self.paths))
 
+    def key(self, row: int) -> str:
+        """The name a row's image has in a prepared store (`image_key`)."""
+        return image_key(self.frame["image_id"].iat[row] if "image_id" in self.frame else None, self.paths[row])
+
     def _store_row(self, row: int) -> int | None:
-        if self.store is None or "image_id" not in self.frame:
-            return None
-        return self.store.row_of(str(self.frame["image_id"].iat[row]))
+        return None if self.store is None else self.store.row_of(self.key(row))
 
     def original_size(self, row: int) -> tuple[int, int]:
         """(width, height) of a row's image in its own pixels, where boxes are drawn: the store's record,
@@ -67,9 +69,13 @@ class Prepared:
         """A row's image as 8-bit grey at its own size, for overlays: its file where it is at hand, else
         the store's copy enlarged to that size."""
         found = self._store_row(row)
-        if found is None or self.paths[row].is_file():
+        try:
             with Image.open(self.paths[row]) as im:
                 return np.asarray(im.convert("L"))
+        except OSError as exc:  # absent, or a format PIL cannot open (DICOM)
+            if found is None:
+                raise InputError(f"{self.paths[row]}: cannot open the image for its overlay ({exc}); give --store "
+                                 f"or --overlays 0") from None
         return np.asarray(Image.fromarray(self.store.image(found)).resize(self.original_size(row), Image.BILINEAR))
 
     def digest(self, row: int) -> str:
@@ -77,8 +83,18 @@ class Prepared:
         image), else, with only a store at hand, the store's bytes of it."""
         found = self._store_row(row)
         if found is None or self.paths[row].is_file():
-            return hashlib.sha256(self.paths[row].read_bytes()).hexdigest()[:20]
+            try:
+                return hashlib.sha256(self.paths[row].read_bytes()).hexdigest()[:20]
+            except OSError as exc:
+                raise InputError(f"{self.paths[row]}: cannot read the image ({exc.strerror}); fix the path or "
+                                 f"prepare a store and give --store") from None
         return "store:" + hashlib.sha256(self.store.image(found).tobytes()).hexdigest()[:14]
+
+
+def image_key(image_id: object, path: Path) -> str:
+    """A row's image in a prepared store: its image_id where one is set, else its resolved path (labels
+    written by `reportminer label` from report files carry paths and no ids)."""
+    return str(path) if image_id is None or pd.isna(image_id) or str(image_id) == "" else str(image_id)
 
 
 def prepare(labels_path: Path, images: Path | None, seed: int, store: Path | None = None) -> Prepared:
@@ -134,8 +150,8 @@ def model_input(images: torch.Tensor, device: torch.device, channels_last: bool 
     copied to 3 channels and standardised with ImageNet's mean and std."""
     grey = images.to(device, non_blocking=True).float().div_(255)
     if augment != "none":
-        grey = augment_batch(grey, [torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_033 + int(n))
-                                    for n in positions], augment)
+        seeds = [((seed * 1_000_003 + epoch) * 1_000_033 + int(n)) % 2 ** 63 for n in positions]
+        grey = augment_batch(grey, [torch.Generator().manual_seed(k) for k in seeds], augment)
     mean = torch.tensor(MEAN, device=grey.device).view(3, 1, 1)
     std = torch.tensor(STD, device=grey.device).view(3, 1, 1)
     out = (grey.unsqueeze(1).expand(-1, 3, -1, -1) - mean) / std
@@ -159,8 +175,7 @@ class ImageDataset(Dataset):
         if data.store.size != size:
             raise InputError(f"{data.store.folder} holds {data.store.size}-pixel images and this run uses {size}; "
                              f"prepare a store with --size {size}")
-        ids = data.frame["image_id"].astype(str).to_numpy() if "image_id" in data.frame else None
-        store_rows = [data.store.row_of(ids[i]) if ids is not None else None for i in rows]
+        store_rows = [data.store.row_of(data.key(i)) for i in rows]
         return cls(StoreReader(data.store, store_rows, paths), data.labels[rows])
 
     def __len__(self) -> int:

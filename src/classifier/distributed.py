@@ -51,7 +51,8 @@ def setup(device: torch.device) -> Context:
         return Context()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # on GPUs, gloo too: counts and figures are summed in CPU tensors
+        dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
     return Context(rank, world, local_rank)
 
 
@@ -107,7 +108,7 @@ class GlobalBatchSampler:
         if batch % ctx.world:
             raise InputError(f"--batch-size {batch} is the global batch; it must divide among the {ctx.world} "
                              f"processes (use a multiple of {ctx.world})")
-        self.order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
+        self.order = torch.randperm(n, generator=torch.Generator().manual_seed((seed * 1000 + epoch) % 2 ** 63)).tolist()
         self.batch, self.ctx = batch, ctx
         self.count = self.batches(n, batch)
 

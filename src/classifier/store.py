@@ -161,6 +161,9 @@ class ImageStore:
         if meta.get("format") != FORMAT:
             raise InputError(f"{self.folder}: not a store of this version ({meta.get('format')!r}); prepare it again")
         self.size, self.count = int(meta["size"]), int(meta["count"])
+        array = self.folder / ARRAY
+        if not array.is_file() or array.stat().st_size != self.count * self.size * self.size:
+            raise InputError(f"{array}: missing or not {self.count} images of {self.size} px; prepare the store again")
         self.index = index
         self._rows = dict(zip(index["image_id"].astype(str), index["row"]))
         self._array: np.memmap | None = None

@@ -242,7 +242,8 @@ def train_epoch(trainer: Trainer, epoch: int, progress: Any = None) -> tuple[flo
         for message in errors:
             trainer.report(message)
         last = (step + 1) % config.accumulate == 0 or step + 1 == len(loader)
-        totals += _train_step(trainer, batch, criterion, epoch, sync=last)
+        group = min(config.accumulate, len(loader) - step // config.accumulate * config.accumulate)
+        totals += _train_step(trainer, batch, criterion, epoch, group, sync=last)
         if last:
             trainer.scaler.step(trainer.optimizer)
             trainer.scaler.update()
@@ -259,13 +260,15 @@ def train_epoch(trainer: Trainer, epoch: int, progress: Any = None) -> tuple[flo
     return float(totals[0]) / max(len(loader), 1), float(totals[1]) / (time.perf_counter() - started)
 
 
-def _train_step(trainer: Trainer, batch: Any, criterion: Callable, epoch: int, sync: bool) -> torch.Tensor:
+def _train_step(trainer: Trainer, batch: Any, criterion: Callable, epoch: int, group: int, sync: bool) -> torch.Tensor:
     """Forward and backward of one (micro-)batch; returns (this process's share of the batch's mean loss,
     its images): the shares summed over processes are the global batch's mean loss.
 
     The loss is normalised by counts summed over all processes, so averaging the processes' gradients
-    gives the gradient of the global batch. A process whose images all failed still runs a pass with
-    zero weight: the others wait for its share of the batch statistics and gradients."""
+    gives the gradient of the global batch; `group` is the number of batches this optimiser step
+    accumulates (fewer in an epoch's last step), whose mean gradient it takes. A process whose images
+    all failed still runs a pass with zero weight: the others wait for its share of the batch
+    statistics and gradients."""
     config, device, ctx = trainer.config, trainer.device, trainer.ctx
     if batch is None:
         images = torch.zeros(1, config.size, config.size, dtype=torch.uint8)
@@ -284,13 +287,13 @@ def _train_step(trainer: Trainer, batch: Any, criterion: Callable, epoch: int, s
     with context:
         with trainer.cast:
             logits = trainer.model(images)
-        loss = criterion(logits, targets, mask, counts, scale=ctx.world / config.accumulate)
+        loss = criterion(logits, targets, mask, counts, scale=ctx.world / group)  # group: batches of this step
         if not torch.isfinite(loss):
             raise TrainingError(f"epoch {epoch + 1}: the loss is {loss.item()}; training diverged, nothing of this "
                                 f"epoch is saved (lower --lr, or check the labels)")
         trainer.scaler.scale(loss).backward()
     seen = 0 if mask_out else len(images)
-    return torch.tensor([loss.item() / ctx.world, seen], dtype=torch.float64)
+    return torch.tensor([loss.item() * group / ctx.world, seen], dtype=torch.float64)
 
 
 class _nothing:
