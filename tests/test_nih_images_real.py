@@ -1,6 +1,7 @@
 """`classifier fit` and `score` end to end on the real small NIH images (skipped without ../shared)."""
 
 import json
+import sys
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -8,30 +9,19 @@ import pytest
 from click.testing import CliRunner
 
 from classifier.cli import main
-from cxrcore.splits import patient_splits
-from reportminer.dataset import read_nih_entries, write_dataset
 
-from conftest import SHARED
+from conftest import ROOT, SHARED
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from localization_nih import labels  # noqa: E402  (one builder of these labels, shared with the benchmark)
 
 pytestmark = pytest.mark.realdata
 SMALL = SHARED / "nih-images-small"
-FINDINGS = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-            "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia"]
 
 
 @pytest.mark.slow
 def test_fit_and_score_on_real_64px_images(tmp_path):
-    joined = pd.read_csv(SMALL / "labels_joined_from_Data_Entry.csv")
-    joined = joined[joined["relpath"].str.startswith("kcr2019d1_NIH1000_64px/")]
-    nih = read_nih_entries(SHARED / "nih" / "Data_Entry_2017_v2020.csv.gz", FINDINGS, "No_Finding")
-    frame = nih.merge(joined[["image_index", "relpath", "official_split"]], left_on="image_id", right_on="image_index")
-    frame["image_path"] = frame["relpath"]
-    split = patient_splits(frame.loc[frame["official_split"] == "train_val", "patient_id"], (0.85, 0.15, 0.0), seed=0)
-    frame["split"] = "test"
-    frame.loc[split.index, "split"] = split
-    columns = FINDINGS + ["No_Finding"]
-    write_dataset(frame[["report_id", "image_id", "patient_id", "image_path", *columns, "split"]],
-                  tmp_path / "labels.parquet", columns, {"label_columns": columns, "no_finding": "No_Finding"})
+    frame = pd.read_parquet(labels("kcr2019d1_NIH1000_64px", tmp_path / "labels.parquet"))
     assert len(frame) == 1000
 
     result = CliRunner().invoke(main, ["fit", str(tmp_path / "labels.parquet"), "--images", str(SMALL), "-o",

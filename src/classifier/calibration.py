@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from .boxes import Box, BoxRules, Region, normalise, regions, select
+from .defaults import Choice
 from .metrics import count_hits
 
 LOWS = (40, 60, 80, 100, 120, 140, 160, 180, 200)
@@ -77,7 +78,6 @@ def pairs(fixed: Pair | None) -> list[Pair]:
 
 
 Pair = tuple[int, int]  # (low, high)
-Choice = tuple[str, str, int, int]  # method, layer, low, high
 
 
 def choose_thresholds(entries: list[Entry], rules: BoxRules,

@@ -22,9 +22,9 @@ from cxrcore.splits import SPLITS
 from . import __version__
 from .choices import (ARCHS, AUGMENTATIONS, DEVICES, HEATMAPS, LOSSES, OPTIMIZERS, POOLS, SCHEDULES,
                       UNCERTAIN_POLICIES)
+from .presets import PRESETS  # plain data, no torch: `--help` stays light
 
 err = Console(stderr=True, highlight=False)
-PRESET_NAMES = ("chestxray8", "chexnet")  # presets.py holds what each sets (it imports nothing heavy either)
 NEEDS = {"torch": "torch", "torchvision": "torchvision", "PIL": "pillow", "scipy": "scipy"}
 
 
@@ -120,8 +120,6 @@ def _preset_defaults(ctx: click.Context, preset: str | None, values: dict) -> di
     """The options a preset sets, where the command line did not set them itself."""
     from click.core import ParameterSource
 
-    from .presets import PRESETS
-
     if preset is None:
         return values
     chosen = dict(values)
@@ -139,7 +137,7 @@ def _preset_defaults(ctx: click.Context, preset: str | None, values: dict) -> di
               help="Read the images from this prepared store (`classifier prepare`) instead of their files.")
 @click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run folder: best.pt, last.pt, metrics.json, train_log.jsonl, config.json.")
-@click.option("--preset", type=click.Choice(sorted(PRESET_NAMES)),
+@click.option("--preset", type=click.Choice(sorted(PRESETS)),
               help="A recipe that sets options (chestxray8: the paper's; chexnet: DenseNet-121, BCE, Adam, plateau); "
                    "options given here win.")
 @click.option("--arch", type=click.Choice(ARCHS), default="resnet50", show_default=True)

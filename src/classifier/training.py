@@ -9,6 +9,7 @@ whenever the mean validation AUC improves, both atomically, by the first process
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -283,7 +284,7 @@ def _train_step(trainer: Trainer, batch: Any, criterion: Callable, epoch: int, g
     if mask_out:
         mask = torch.zeros_like(mask)
     counts = distributed.sum_over_ranks(ctx, batch_counts(targets, mask))
-    context = trainer.model.no_sync() if ctx.distributed and not sync else _nothing()
+    context = trainer.model.no_sync() if ctx.distributed and not sync else contextlib.nullcontext()
     with context:
         with trainer.cast:
             logits = trainer.model(images)
@@ -294,14 +295,6 @@ def _train_step(trainer: Trainer, batch: Any, criterion: Callable, epoch: int, g
         trainer.scaler.scale(loss).backward()
     seen = 0 if mask_out else len(images)
     return torch.tensor([loss.item() * group / ctx.world, seen], dtype=torch.float64)
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def predict_split(trainer: Trainer, model: torch.nn.Module, split: str) -> np.ndarray:
