@@ -311,7 +311,7 @@ def test_grad_cam_reads_a_chosen_layer_and_names_the_layers_when_asked_for_anoth
 
     # the heatmap given; the thresholds not, so they are the architecture's built-in ones
     assert {k: metrics["heatmap"][k] for k in ("method", "layer", "thresholds", "source")} == \
-        {"method": "gradcam", "layer": "layer2", "thresholds": list(BUILT_IN["resnet18"][2:]),
+        {"method": "gradcam", "layer": "layer2", "thresholds": list(BUILT_IN["resnet18"][0][2:]),
          "source": "built-in for resnet18"}
     assert 0 <= metrics["pointing"]["mean"] <= 1
     bad = CliRunner().invoke(main, ["localize", str(run), str(root / "labels.parquet"), "-o", str(tmp_path / "x"),
@@ -339,3 +339,44 @@ def test_grad_cam_at_the_transition_layer_is_the_class_map_cut_at_zero():
         cells = model.class_maps(model.forward_features(images)) - model.prediction.bias.view(1, -1, 1, 1)
     expected = upsample(torch.relu(cells) / cells[0, 0].numel(), (96, 96), *model.cell_geometry())
     assert gc.abs().max() > 0 and torch.allclose(gc, expected, atol=1e-6)
+
+
+def test_saliency_grad_cam_is_grad_cam_times_the_smoothed_gradient_of_the_whole_network():
+    """The product keeps Grad-CAM's zeros (specific to the finding) and takes its detail from the
+    gradient of each logit with respect to the pixels, here computed through the plain forward pass."""
+    import torch
+    from torchvision.transforms.functional import gaussian_blur
+
+    from classifier.config import ModelConfig
+    from classifier.heatmaps import grad_cam_maps
+    from classifier.models import WeaklySupervisedNet
+
+    torch.manual_seed(0)
+    model = WeaklySupervisedNet(ModelConfig(arch="resnet18", num_classes=2, transition_channels=8)).eval()
+    images = torch.rand(2, 3, 96, 96)
+    probs_gc, gc = grad_cam_maps(model, images, "layer2")
+    probs_sg, sg = grad_cam_maps(model, images, "layer2", "saliency-gradcam")
+    assert torch.allclose(probs_gc, probs_sg, atol=1e-6)
+    assert gc.shape == sg.shape == (2, 2, 96, 96) and sg.min() >= 0 and sg.max() > 0
+    assert (sg[gc == 0] == 0).all()
+    pixels = images.clone().requires_grad_(True)
+    logits = model(pixels)
+    sigma = model.map_layers()["layer2"][1] / 4  # a quarter of layer2's stride of 8
+    for c in range(2):
+        (grad,) = torch.autograd.grad(logits[:, c].sum(), pixels, retain_graph=True)
+        saliency = gaussian_blur(grad.abs().sum(1, keepdim=True), [13, 13], [sigma, sigma])[:, 0]
+        assert torch.allclose(sg[:, c], gc[:, c] * saliency, rtol=1e-4, atol=1e-12)
+    # finer than Grad-CAM: it varies inside one layer2 cell, where the upsampled Grad-CAM is nearly flat
+    assert sg[0, 0, 40:48, 40:48].std() / sg[0, 0].mean() > gc[0, 0, 40:48, 40:48].std() / gc[0, 0].mean()
+
+
+@pytest.mark.slow
+def test_localize_with_saliency_grad_cam_records_it(tmp_path, tiny_run):
+    root, run = tiny_run
+    out = tmp_path / "sg"
+    result = invoke("localize", run, root / "labels.parquet", "-o", out, "--boxes", root / "BBox_List.csv",
+                    "--overlays", "1", "--method", "saliency-gradcam", "--layer", "layer1")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "localization.json").read_text())
+    assert (metrics["heatmap"]["method"], metrics["heatmap"]["layer"]) == ("saliency-gradcam", "layer1")
+    assert 0 <= metrics["pointing"]["mean"] <= 1 and list(out.glob("overlays/*.png"))

@@ -1,7 +1,7 @@
 """Choosing the heatmap and the box thresholds on true boxes held apart from the ones that are scored.
 
-Every candidate heatmap (the class activation map, and Grad-CAM at each layer the network offers) is
-computed once on the calibration images; the regions of each map are found once per low threshold;
+Every candidate heatmap (the class activation map, and each kind of Grad-CAM at each layer the network
+offers) is computed once on the calibration images; the regions of each map are found once per low threshold;
 then every (low, high) pair is tried per finding. A pair is judged by what the issue asks of the
 boxes, mean accuracy at T(IoBB) = 0.5 and at IoU > 0.5, less a quarter per false box per image:
 
@@ -117,7 +117,7 @@ def calibrate(maps: Callable[[str, str], list[Entry]], candidates: list[tuple[st
         overall, own, figures = choose_thresholds(entries, rules, fixed)
         mean = summary(figures)
         report["candidates"].append({"method": method, "layer": layer, **{k: round(v, 4) for k, v in mean.items()}})
-        say(f"calibration: {method:<8} {layer:<10} objective {mean['objective']:.3f} (IoBB 0.5 "
+        say(f"calibration: {method:<16} {layer:<10} objective {mean['objective']:.3f} (IoBB 0.5 "
             f"{mean['acc_iobb_0.5']:.3f}, IoU>0.5 {mean['acc_iou>0.5']:.3f}, AFP {mean['afp_iobb_0.5']:.2f})")
         tried.append((mean["objective"], (method, layer, *overall), own, figures))
     if not tried:

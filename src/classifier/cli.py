@@ -260,7 +260,8 @@ def _thresholds(ctx: click.Context, param: click.Parameter, value: str | None) -
               help="True boxes held apart from --boxes: choose the heatmap and thresholds on their images (rows of "
                    "LABELS) and record them in RUN_DIR/localization_defaults.json; those images are never scored.")
 @click.option("--method", type=click.Choice(HEATMAPS), show_default="the run's recorded default",
-              help="Heatmaps: class activation maps (the paper's), or Grad-CAM read at --layer.")
+              help="Heatmaps: class activation maps (the paper's), or Grad-CAM read at --layer: alone, per activation "
+                   "(LayerCAM), or times the input's saliency.")
 @click.option("--layer", show_default="the run's recorded default",
               help="Grad-CAM's layer: transition, or a ResNet's layer1-layer4.")
 @click.option("--thresholds", callback=_thresholds, show_default="the run's recorded default",

@@ -1,5 +1,6 @@
-"""Heatmaps of where a finding is: the paper's class activation maps, or Grad-CAM at a chosen layer,
-upsampled to the image so that each cell sits on the pixel the trunk centres it on."""
+"""Heatmaps of where a finding is: the paper's class activation maps, or Grad-CAM at a chosen layer
+(alone, per activation as LayerCAM, or times the input's saliency), upsampled to the image so that
+each cell sits on the pixel the trunk centres it on."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.functional import gaussian_blur
 
 from .data import ImageDataset, Prepared, collate, model_input
 from .models import WeaklySupervisedNet
@@ -22,33 +24,50 @@ def class_maps(model: WeaklySupervisedNet, images: torch.Tensor) -> tuple[torch.
 
 
 def grad_cam_maps(model: WeaklySupervisedNet, images: torch.Tensor, layer: str,
-                  local: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(probabilities (B, C), Grad-CAM maps (B, C, H, W)) read at `layer`: its activations weighted by
-    the mean gradient of each finding's logit, summed over channels, negative parts cut (Selvaraju et al.).
-    `local`: LayerCAM (Jiang et al. 2021) instead, each activation weighted by its own positive gradient,
-    which keeps a shallow layer's maps on the places that moved the logit.
+                  kind: str = "gradcam") -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities (B, C), maps (B, C, H, W)) read at `layer`, by `kind`:
 
-    An earlier layer sees less of the film: in a network trained from scratch the transition layer
-    can learn to signal a lesion a few cells away from it (measured on generated films: nodule
-    maxima 20 pixels below the nodule), while layer2's gradients stay on it."""
+    - "gradcam" (Selvaraju et al.): the layer's activations weighted by the mean gradient of each
+      finding's logit, summed over channels, negative parts cut;
+    - "layercam" (Jiang et al. 2021): each activation weighted by its own positive gradient;
+    - "saliency-gradcam": Grad-CAM times the saliency of the input (the magnitude of the logit's
+      gradient with respect to each pixel, Simonyan et al. 2014), smoothed at a quarter of the layer's
+      stride. The two fail differently: Grad-CAM is specific to the finding but coarse, and a network
+      trained from scratch can signal a lesion a few cells away from it (measured on generated films:
+      class-map maxima 20 pixels below the nodule); the input gradient peaks on the lesion itself
+      (median 0.5 pixel off) but lights every edge the network reads. Their product keeps the places
+      where both agree, as Guided Grad-CAM does with guided backpropagation. On the demo's run it
+      raised the pointing game from 0.47 to 0.67 over Grad-CAM alone at layer2 (docs/classifier.md)."""
     index, stride, offset = model.map_layers()[layer]
-    with torch.no_grad():
-        start = model.forward_features(images) if index is None else model.trunk[: index + 1](images)
-    start.requires_grad_(True)
+    saliency = kind == "saliency-gradcam"
+    source = images.detach().requires_grad_(saliency)
+    with torch.enable_grad() if saliency else torch.no_grad():
+        start = model.forward_features(source) if index is None else model.trunk[: index + 1](source)
+    if not saliency:
+        start.requires_grad_(True)
     with torch.enable_grad():
         features = start if index is None else model.transition(model.trunk[index + 1:](start))
         logits = model.forward_head(features)
-        maps = []
+        maps, fine = [], []
         for c in range(logits.shape[1]):
-            (grad,) = torch.autograd.grad(logits[:, c].sum(), start, retain_graph=c < logits.shape[1] - 1)
-            weight = torch.relu(grad) if local else grad.mean((2, 3), keepdim=True)
+            wrt = (start, source) if saliency else (start,)
+            grads = torch.autograd.grad(logits[:, c].sum(), wrt, retain_graph=c < logits.shape[1] - 1)
+            weight = torch.relu(grads[0]) if kind == "layercam" else grads[0].mean((2, 3), keepdim=True)
             maps.append(torch.relu((weight * start).sum(1)))
-    return torch.sigmoid(logits).detach(), upsample(torch.stack(maps, 1).detach(), images.shape[-2:], stride, offset)
+            if saliency:
+                fine.append(grads[1].abs().sum(1))
+    out = upsample(torch.stack(maps, 1).detach(), images.shape[-2:], stride, offset)
+    if saliency:
+        sigma = stride / 4
+        kernel = 2 * int(3 * sigma) + 1
+        out = out * gaussian_blur(torch.stack(fine, 1).detach(), [kernel, kernel], [sigma, sigma])
+    return torch.sigmoid(logits).detach(), out
 
 
-def heatmaps(model: WeaklySupervisedNet, images: torch.Tensor, method: str, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(probabilities, maps) by `method`: "cam", or "gradcam" or "layercam" at `layer`."""
-    return class_maps(model, images) if method == "cam" else grad_cam_maps(model, images, layer, method == "layercam")
+def heatmaps(model: WeaklySupervisedNet, images: torch.Tensor, method: str,
+             layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities, maps) by `method`: "cam", or "gradcam", "layercam" or "saliency-gradcam" at `layer`."""
+    return class_maps(model, images) if method == "cam" else grad_cam_maps(model, images, layer, method)
 
 
 def map_batches(model: WeaklySupervisedNet, data: Prepared, rows: np.ndarray, size: int, batch_size: int,
