@@ -76,11 +76,18 @@ def test_defaults_come_from_the_options_then_the_run_then_the_architecture(tmp_p
     from cxrcore.errors import InputError
     from classifier.defaults import DEFAULTS_FILE, Options, Settings, read_defaults, resolve, write_defaults
 
-    built = read_defaults(tmp_path, "resnet18")
+    resnet = ["layer1", "layer2", "layer3", "layer4", "transition"]
+    built = read_defaults(tmp_path, "resnet18", resnet)
     assert built.source == "built-in for resnet18" and not built.calibration_digests
+    assert {layer for _, layer in built.groups(list(built.per_finding))} <= set(resnet)
+    # a network without some layer (a DenseNet has none of a ResNet's) reads those choices at its transition layer
+    dense = read_defaults(tmp_path, "densenet121", ["transition"])
+    assert {layer for _, layer in dense.groups(list(dense.per_finding) + ["Edema"])} == {"transition"}
+    assert [m for m, _, _ in map(dense.choice_for, dense.per_finding)] == \
+        [m for m, _, _ in map(built.choice_for, built.per_finding)]
     recorded = Settings("cam", "transition", BoxRules(90, 210), {"Nodule": ("layercam", "layer1", 150, 230)})
     write_defaults(tmp_path, recorded, {"images": 3, "boxes": "cal.csv", "image_digests": ["d1", "d2", "d3"]}, {})
-    settings = read_defaults(tmp_path, "resnet18")
+    settings = read_defaults(tmp_path, "resnet18", resnet)
     assert (settings.method, settings.rules.low) == ("cam", 90)
     assert settings.choice_for("Nodule") == ("layercam", "layer1", BoxRules(150, 230))
     assert settings.groups(["Mass", "Nodule"]) == {("cam", "transition"): ["Mass"], ("layercam", "layer1"): ["Nodule"]}
@@ -93,7 +100,7 @@ def test_defaults_come_from_the_options_then_the_run_then_the_architecture(tmp_p
     assert not given.calibration_digests and given.source == "options"
     (tmp_path / DEFAULTS_FILE).write_text('{"method": "cam"}')
     with pytest.raises(InputError, match=f"{DEFAULTS_FILE}: not a localization defaults file .* calibrate again"):
-        read_defaults(tmp_path, "resnet18")
+        read_defaults(tmp_path, "resnet18", resnet)
 
 
 def blob(size, centre, radius, peak):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from cxrcore.errors import InputError
 from cxrcore.output import atomic_text, json_text
@@ -25,9 +25,9 @@ Choice = tuple[str, str, int, int]  # method, layer, low, high
 DEFAULTS_FILE = "localization_defaults.json"
 # Per architecture: ((method, layer, low, high) overall, finding → its own choice). ResNet-18's is what
 # `--calibrate` chose for the README demo's run on 400 generated films of their own (seed 2, neither the
-# training films nor the unseen ones the README scores; docs/classifier.md); resnet50 and densenet121 were
-# not trained here: resnet50 takes ResNet-18's choices, densenet121 (no layer1 to read) the overall
-# method at its transition layer with the same thresholds.
+# training films nor the unseen ones the README scores; docs/classifier.md). ResNet-50 and DenseNet-121
+# were not trained here and take ResNet-18's choices; a layer the network lacks is read at its transition
+# layer instead (`built_in`).
 _SALIENCY = "saliency-gradcam"
 _RESNET: tuple[Choice, dict[str, Choice]] = (
     (_SALIENCY, "layer1", 80, 140),
@@ -37,7 +37,7 @@ _RESNET: tuple[Choice, dict[str, Choice]] = (
      "Nodule": (_SALIENCY, "layer1", 120, 180), "Pneumonia": (_SALIENCY, "layer1", 60, 220),
      "Pneumothorax": ("layercam", "layer1", 80, 180)})
 BUILT_IN: dict[str, tuple[Choice, dict[str, Choice]]] = {
-    "resnet18": _RESNET, "resnet50": _RESNET, "densenet121": ((_SALIENCY, "transition", 80, 140), {})}
+    "resnet18": _RESNET, "resnet50": _RESNET, "densenet121": _RESNET}
 
 
 @dataclass(frozen=True)
@@ -87,9 +87,16 @@ class Options:
     max_boxes: int | None = None
 
 
-def built_in(arch: str) -> Settings:
+def built_in(arch: str, layers: Collection[str]) -> Settings:
+    """The architecture's built-in defaults for a network offering `layers`: a choice at a layer it lacks
+    (a DenseNet has no layer1, `--trunk-stages 3` no layer4) is read at its transition layer."""
     (method, layer, low, high), per_finding = BUILT_IN.get(arch, BUILT_IN["resnet18"])
-    return Settings(method, layer, BoxRules(low, high), dict(per_finding), source=f"built-in for {arch}")
+
+    def at(name: str) -> str:
+        return name if name in layers else "transition"
+
+    own = {f: (m, at(name), lo, hi) for f, (m, name, lo, hi) in per_finding.items()}
+    return Settings(method, at(layer), BoxRules(low, high), own, source=f"built-in for {arch}")
 
 
 def resolve(base: Settings, options: Options) -> Settings:
@@ -115,11 +122,11 @@ def resolve(base: Settings, options: Options) -> Settings:
 
 
 
-def read_defaults(run_dir: Path, arch: str) -> Settings:
-    """The run's recorded defaults, else the built-in ones of its architecture."""
+def read_defaults(run_dir: Path, arch: str, layers: Collection[str]) -> Settings:
+    """The run's recorded defaults, else the built-in ones of its architecture for a network offering `layers`."""
     path = run_dir / DEFAULTS_FILE
     if not path.is_file():
-        return built_in(arch)
+        return built_in(arch, layers)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         rules = BoxRules(int(data["thresholds"][0]), int(data["thresholds"][1]), float(data["min_area"]),

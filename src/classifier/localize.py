@@ -89,7 +89,8 @@ def localize(run_dir: Path, labels_path: Path, images: Path | None, out_dir: Pat
         if calibrate_path:
             done = _calibrate(run_dir, scene, rows, calibrate_path, boxes_path, truth, request, say)
             rows = rows[~np.isin(rows, done)]
-        recorded = read_defaults(run_dir, scene.arch)  # just chosen, within the options, when calibrating
+        # just chosen, within the options, when calibrating
+        recorded = read_defaults(run_dir, scene.arch, scene.model.map_layers())
         settings = recorded if calibrate_path else resolve(recorded, request.options)
         _check(settings, scene)
         if truth is not None:
