@@ -175,8 +175,8 @@ def _calibrate(run_dir: Path, scene: Scene, rows: np.ndarray, path: Path, boxes_
     method, layer, low, high = best
     written = write_defaults(run_dir, Settings(method, layer, replace(base, low=low, high=high), own), chosen_on,
                              report)
-    say(f"chose {_name(method, layer)} {low}/{high}; per finding: "
-        + ", ".join(f"{f} {_name(m, lay)} {lo}/{hi}" for f, (m, lay, lo, hi) in own.items()) + f" → {written}")
+    mine = ", ".join(f"{f} {_name(m, lay)} {lo}/{hi}" for f, (m, lay, lo, hi) in own.items())
+    say(f"chose {_name(method, layer)} {low}/{high}" + (f"; per finding: {mine}" if mine else "") + f" → {written}")
     return cal_rows
 
 
