@@ -34,10 +34,10 @@ def grad_cam_maps(model: WeaklySupervisedNet, images: torch.Tensor, layer: str,
       gradient with respect to each pixel, Simonyan et al. 2014), smoothed at a quarter of the layer's
       stride. The two fail differently: Grad-CAM is specific to the finding but coarse, and a network
       trained from scratch can signal a lesion a few cells away from it (measured on generated films:
-      class-map maxima 20 pixels below the nodule); the input gradient peaks on the lesion itself
-      (median 0.5 pixel off) but lights every edge the network reads. Their product keeps the places
-      where both agree, as Guided Grad-CAM does with guided backpropagation. On the demo's run it
-      raised the pointing game from 0.47 to 0.67 over Grad-CAM alone at layer2 (docs/classifier.md)."""
+      class-map maxima 20 pixels below the nodule); the input gradient peaks on the lesion itself but
+      lights every edge the network reads. Their product keeps the places where both agree, as Guided
+      Grad-CAM does with guided backpropagation. On the README demo's run, at layer1, it raised accuracy
+      at T(IoBB) = 0.5 from 0.58 to 0.78 over Grad-CAM alone (calibrated; docs/classifier.md)."""
     index, stride, offset = model.map_layers()[layer]
     saliency = kind == "saliency-gradcam"
     source = images.detach().requires_grad_(saliency)
