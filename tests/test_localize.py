@@ -318,7 +318,7 @@ def test_grad_cam_reads_a_chosen_layer_and_names_the_layers_when_asked_for_anoth
 
     # the heatmap given; the thresholds not, so they are the architecture's built-in ones
     assert {k: metrics["heatmap"][k] for k in ("method", "layer", "thresholds", "source")} == \
-        {"method": "gradcam", "layer": "layer2", "thresholds": list(BUILT_IN["resnet18"][0][2:]),
+        {"method": "gradcam", "layer": "layer2", "thresholds": list(BUILT_IN[0][2:]),
          "source": "built-in for resnet18"}
     assert 0 <= metrics["pointing"]["mean"] <= 1
     bad = CliRunner().invoke(main, ["localize", str(run), str(root / "labels.parquet"), "-o", str(tmp_path / "x"),

@@ -3,9 +3,9 @@
 `localize --calibrate BOXES` chooses the heatmap (method and layer) and the box thresholds on true
 boxes held apart from the scored ones, and records them in `RUN_DIR/localization_defaults.json` with
 the content digest of every image they were chosen on, so that no later call can score those images
-with them unnoticed. A run without that file uses the built-in defaults of its architecture, chosen
-on the validation split of the README demo's run (docs/classifier.md says how). An option given on
-the command line always wins over both.
+with them unnoticed. A run without that file uses the built-in defaults, chosen for the README demo's
+run on generated films of their own (docs/classifier.md says how). An option given on the command
+line always wins over both.
 """
 
 from __future__ import annotations
@@ -23,21 +23,18 @@ from .boxes import BoxRules
 Choice = tuple[str, str, int, int]  # method, layer, low, high
 
 DEFAULTS_FILE = "localization_defaults.json"
-# Per architecture: ((method, layer, low, high) overall, finding → its own choice). ResNet-18's is what
-# `--calibrate` chose for the README demo's run on 400 generated films of their own (seed 2, neither the
-# training films nor the unseen ones the README scores; docs/classifier.md). ResNet-50 and DenseNet-121
-# were not trained here and take ResNet-18's choices; a layer the network lacks is read at its transition
-# layer instead (`built_in`).
+# ((method, layer, low, high) overall, finding → its own choice): what `--calibrate` chose for the README
+# demo's ResNet-18 run on 400 generated films of their own (seed 2, neither the training films nor the
+# unseen ones the README scores; docs/classifier.md). ResNet-50 and DenseNet-121 were not trained here
+# and take the same choices; a layer the network lacks is read at its transition layer (`built_in`).
 _SALIENCY = "saliency-gradcam"
-_RESNET: tuple[Choice, dict[str, Choice]] = (
+BUILT_IN: tuple[Choice, dict[str, Choice]] = (
     (_SALIENCY, "layer1", 80, 140),
     {"Atelectasis": (_SALIENCY, "layer2", 140, 220), "Cardiomegaly": ("layercam", "layer4", 120, 180),
      "Consolidation": (_SALIENCY, "layer2", 140, 140), "Effusion": (_SALIENCY, "layer1", 60, 180),
      "Infiltration": (_SALIENCY, "layer1", 80, 140), "Mass": (_SALIENCY, "layer1", 60, 100),
      "Nodule": (_SALIENCY, "layer1", 120, 180), "Pneumonia": (_SALIENCY, "layer1", 60, 220),
      "Pneumothorax": ("layercam", "layer1", 80, 180)})
-BUILT_IN: dict[str, tuple[Choice, dict[str, Choice]]] = {
-    "resnet18": _RESNET, "resnet50": _RESNET, "densenet121": _RESNET}
 
 
 @dataclass(frozen=True)
@@ -88,9 +85,9 @@ class Options:
 
 
 def built_in(arch: str, layers: Collection[str]) -> Settings:
-    """The architecture's built-in defaults for a network offering `layers`: a choice at a layer it lacks
+    """The built-in defaults for a network of `arch` offering `layers`: a choice at a layer it lacks
     (a DenseNet has no layer1, `--trunk-stages 3` no layer4) is read at its transition layer."""
-    (method, layer, low, high), per_finding = BUILT_IN.get(arch, BUILT_IN["resnet18"])
+    (method, layer, low, high), per_finding = BUILT_IN
 
     def at(name: str) -> str:
         return name if name in layers else "transition"

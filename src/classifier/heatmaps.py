@@ -49,8 +49,8 @@ def grad_cam_maps(model: WeaklySupervisedNet, images: torch.Tensor, layer: str,
         features = start if index is None else model.transition(model.trunk[index + 1:](start))
         logits = model.forward_head(features)
         maps, fine = [], []
+        wrt = (start, source) if saliency else (start,)
         for c in range(logits.shape[1]):
-            wrt = (start, source) if saliency else (start,)
             grads = torch.autograd.grad(logits[:, c].sum(), wrt, retain_graph=c < logits.shape[1] - 1)
             weight = torch.relu(grads[0]) if kind == "layercam" else grads[0].mean((2, 3), keepdim=True)
             maps.append(torch.relu((weight * start).sum(1)))
