@@ -30,8 +30,8 @@ import pyarrow.parquet as pq
 
 from classifier.synthetic import FINDINGS, generate
 
-BASE = {"arch": "resnet18", "size": "128", "epochs": "6", "transition": "256", "output-stride": "16",
-        "uncertain": "ones", "images": "1000", "heatmaps": "auto"}
+BASE = {"arch": "resnet18", "size": "128", "epochs": "16", "transition": "256", "output-stride": "16",
+        "trunk-stages": "3", "uncertain": "ones", "images": "1000", "heatmaps": "auto"}
 LOCALIZE = ("images", "heatmaps")
 
 
