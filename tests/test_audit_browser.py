@@ -110,7 +110,7 @@ def test_keyboard_values_survive_a_reload(driver, gold_page):
     load(driver, gold_page)
     js(driver, "document.getElementById('gold-0').focus()")
     keys(driver, "1", Keys.ARROW_DOWN, "-", Keys.ARROW_DOWN, "b", "r")  # Atelectasis 1, Cardiomegaly -1, Effusion blank, reviewed
-    keys(driver, "n", Keys.ARROW_UP, "0")  # next report, up to the finding above (Cardiomegaly): 0
+    keys(driver, "n", Keys.ARROW_DOWN, "0")  # next report (the cursor back on its first finding), Cardiomegaly: 0
     driver.refresh()
     assert chromium.console_errors(driver) == []
     assert js(driver, "return window.audit.current()") == "s02"
@@ -221,11 +221,14 @@ def reviewer_loop(driver, labels: Path, reports: Path, work: Path, gold_known: d
     js(driver, "document.getElementById('gold-0').focus()")
     for report_id in ids:
         assert js(driver, "return window.audit.current()") == report_id
-        typed[report_id] = [rng.choice(VALUES) for _ in columns]
-        sequence = [Keys.ARROW_UP] * len(columns)  # up to the first finding
+        assert js(driver, "return document.activeElement.id") == "gold-0"  # each report opens on its first finding
+        typed[report_id] = [rng.choice(VALUES) for _ in columns[:-1]]  # the findings; No_Finding follows them
+        sequence = []
         for value in typed[report_id]:
             sequence += [KEY_FOR[value], Keys.ARROW_DOWN]
         keys(driver, *sequence, Keys.ENTER)  # reviewed, next report
+        findings = typed[report_id]
+        typed[report_id].append("0" if "1" in findings else "-1" if "-1" in findings else "1")  # ChestX-ray14's rule
     keys(driver, "e")
     export = js(driver, "return document.getElementById('export-text').value")
     assert export == js(driver, "return window.audit.exportCsv()")

@@ -3,8 +3,10 @@
 Per report: its full text, the labeler's values, its mentions (offsets into the text, assertion,
 rule, the sentence that decided, side/severity/change) and, for a sample, its stratum and weight.
 With a gold file: the figures of `reportminer evaluate` (with their intervals), the gold file's
-values and every false positive and false negative. Strings repeated across mentions (rules,
-sentences) are stored once, so 5,000 reports stay a few megabytes.
+values and every false positive and false negative (and, for a sample, the figures weighted back to
+its archive). Strings repeated across mentions (rules, sentences) are stored once, so 5,000 reports
+stay a few megabytes. Files are named by their names only unless asked: a page is shared with
+colleagues and must not show the folders of the machine that wrote it.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
+from cxrcore.errors import InputError
 from cxrcore.labels import LabelTable, read_labels
 from cxrcore.output import json_text
 
 from .evaluate import evaluate_files, list_errors, read_gold
 from .evidence import read_mentions
+from .lexicon import Schema
 
 ASSERTIONS = ("positive", "negative", "uncertain")
 ATTRIBUTES = ("side", "severity", "change")
@@ -107,16 +111,37 @@ def report_entries(table: LabelTable, texts: dict[str, str], mentions: pd.DataFr
     return entries, warnings
 
 
-def gold_section(labels: Path, gold: GoldFile, columns: list[str]) -> dict[str, Any]:
+def path_namer(embed_paths: bool) -> Callable[[Path | str], str]:
+    """How the page names a file: as given with --embed-paths, else by its name alone."""
+    return (lambda p: str(p)) if embed_paths else (lambda p: Path(p).name)
+
+
+def weighted_figures(labels: Path, gold: GoldFile, sample: Path | None) -> tuple[dict[str, Any], list[str]]:
+    """`evaluate`'s figures, weighted back to the archive by the sample's sample.csv when it weighs
+    every gold report; else unweighted, with a warning saying why."""
+    plain = dict(uncertain=gold.uncertain, bootstrap=gold.bootstrap, seed=gold.seed)
+    if sample is None:
+        return evaluate_files(labels, gold.path, **plain), []
+    try:
+        return evaluate_files(labels, gold.path, weights=sample, **plain), []
+    except InputError as exc:
+        return evaluate_files(labels, gold.path, **plain), [f"no weighted figures on the page: {exc}"]
+
+
+def gold_section(labels: Path, gold: GoldFile, columns: list[str], sample: Path | None,
+                 name: Callable[[Path | str], str]) -> tuple[dict[str, Any], list[str]]:
     """The evaluation, the gold file's values per report and every error, as `evaluate` finds them."""
-    figures = evaluate_files(labels, gold.path, gold.uncertain, bootstrap=gold.bootstrap, seed=gold.seed)
+    figures, warnings = weighted_figures(labels, gold, sample)
+    figures["labels"], figures["gold"] = name(labels), name(gold.path)
+    if "weighted" in figures:
+        figures["weighted"]["weights"] = name(figures["weighted"]["weights"])
     values, scored, _ = read_gold(gold.path, columns)
     errors = list_errors(labels, gold.path, gold.uncertain)
     by_report = {str(rid): [None if pd.isna(row.get(c, float("nan"))) else int(row[c]) for c in columns]
                  for rid, row in values.iterrows()}
-    return {"path": str(gold.path), "evaluation": figures, "scored": scored, "values": by_report,
+    return {"path": name(gold.path), "evaluation": figures, "scored": scored, "values": by_report,
             "errors": [[str(e.report_id), columns.index(e.finding), ERROR_TYPES.index(e.error)]
-                       for e in errors.itertuples(index=False)]}
+                       for e in errors.itertuples(index=False)]}, warnings
 
 
 def sample_section(sample: Path | None) -> dict[str, list] | None:
@@ -129,23 +154,48 @@ def sample_section(sample: Path | None) -> dict[str, list] | None:
     return {r.report_id: [r.stratum, float(r.weight)] for r in frame.itertuples(index=False)}
 
 
+def no_finding_rule(schema: Schema | None, table: LabelTable) -> tuple[dict[str, Any] | None, list[str]]:
+    """How the no-finding column follows the findings (the schema's rule, as the labeler applies it),
+    so the page keeps a reviewer's No_Finding consistent with her findings; None, with a warning,
+    when the labels do not follow that rule (another lexicon made them): the column is then hers."""
+    if schema is None or table.no_finding is None or schema.no_finding != table.no_finding:
+        return None, []
+    columns = table.label_columns
+    counted = [f for f in table.findings if f not in schema.ignore]
+    rows = label_rows(table).astype("float")
+    value = pd.Series(1.0, index=rows.index)
+    value = value.mask((rows[counted] == -1).any(axis=1), schema.uncertain_value)
+    value = value.mask((rows[counted] == 1).any(axis=1), schema.abnormal_value).astype("float")
+    given = rows[table.no_finding]
+    differ = (value != given) & ~(value.isna() & given.isna())
+    if differ.any():
+        return None, [f"{table.no_finding} of report {differ.idxmax()} does not follow the {schema.name} schema's rule; "
+                      f"the page leaves {table.no_finding} for the reviewer to set"]
+    text = (lambda v: "" if v is None else str(v))
+    return {"column": columns.index(table.no_finding), "counted": [columns.index(f) for f in counted],
+            "abnormal": text(schema.abnormal_value), "uncertain": text(schema.uncertain_value)}, []
+
+
 def page_data(labels: Path, texts: dict[str, str], evidence: Path | None = None, gold: GoldFile | None = None,
-              sample: Path | None = None) -> tuple[dict[str, Any], list[str]]:
+              sample: Path | None = None, schema: Schema | None = None,
+              embed_paths: bool = False) -> tuple[dict[str, Any], list[str]]:
     """Everything the page shows, and the digest its progress is saved under."""
     table = read_labels(labels)
     table.require("report_id")
-    columns, findings, strings = table.label_columns, Strings(), Strings()
+    columns, findings, strings, name = table.label_columns, Strings(), Strings(), path_namer(embed_paths)
     for column in columns:
         findings(column)
     mentions = read_mentions(evidence) if evidence is not None else None
     reports, warnings = report_entries(table, texts, mentions, findings, strings)
-    data = {"labels": str(labels), "columns": columns, "noFinding": table.no_finding, "findings": findings.items,
-            "strings": strings.items, "assertions": list(ASSERTIONS), "attributes": list(ATTRIBUTES),
-            "errorTypes": list(ERROR_TYPES), "evidence": str(evidence) if evidence else None, "reports": reports,
-            "gold": gold_section(labels, gold, columns) if gold else None,
+    rule, rule_warnings = no_finding_rule(schema, table)
+    section, gold_warnings = gold_section(labels, gold, columns, sample, name) if gold else (None, [])
+    data = {"labels": name(labels), "columns": columns, "noFinding": table.no_finding, "noFindingRule": rule,
+            "findings": findings.items, "strings": strings.items, "assertions": list(ASSERTIONS),
+            "attributes": list(ATTRIBUTES), "errorTypes": list(ERROR_TYPES),
+            "evidence": name(evidence) if evidence else None, "reports": reports, "gold": section,
             "sample": sample_section(sample)}
     data["digest"] = digest(columns, reports)
-    return data, warnings
+    return data, warnings + rule_warnings + gold_warnings
 
 
 def digest(columns: list[str], reports: list[dict]) -> str:

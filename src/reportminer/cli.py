@@ -262,8 +262,11 @@ def sample(labels: Path, output: Path, size: int, evidence: Path | None, reports
 @click.option("--uncertain", type=click.Choice(["positive", "negative"]), default="negative", show_default=True,
               help="How an uncertain (-1) label is scored against --gold.")
 @click.option("--encoding", default="utf-8", show_default=True, callback=_encoding, help="Encoding of text inputs.")
+@click.option("--embed-paths", is_flag=True,
+              help="Name LABELS, --evidence and --gold on the page as given (default: file names only, so a shared "
+                   "page does not show your folders).")
 def audit(labels: Path, output: Path, evidence: Path | None, reports: tuple[Path, ...], gold: Path | None,
-          uncertain: str, encoding: str) -> None:
+          uncertain: str, encoding: str, embed_paths: bool) -> None:
     """Write one self-contained HTML page to audit LABELS and annotate a gold subset by keyboard."""
     from cxrcore.labels import read_labels
     from cxrcore.output import exclusive
@@ -278,7 +281,7 @@ def audit(labels: Path, output: Path, evidence: Path | None, reports: tuple[Path
     sources = [labels, *inputs, *(p for p in (evidence, gold) if p is not None)]
     with Outputs([output], sources) as outputs, exclusive(output):
         data, warnings = page_data(labels, texts, evidence, GoldFile(gold, uncertain) if gold else None,
-                                   _beside(labels, "sample.csv"))
+                                   _beside(labels, "sample.csv"), _labels_lexicon(labels).schema, embed_paths)
         for warning in warnings:
             say(f"warning: {warning}")
         Path(outputs.path(output)).write_text(render(data, labels.name), encoding="utf-8")

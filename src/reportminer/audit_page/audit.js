@@ -13,9 +13,11 @@
   const CSV_VALUES = { "1": "1", "0": "0", "-1": "-1", "": "", "1.0": "1", "0.0": "0", "-1.0": "-1" };
   const BADGE = { positive: "+", negative: "\u2212", uncertain: "?" };
   const STRENGTH = { positive: 3, uncertain: 2, negative: 1 };
+  const NF = DATA.noFindingRule;  // how No_Finding follows the findings (the labeler's rule), or null
+  const STOPS = COLS.map((_, f) => f).filter((f) => !NF || f !== NF.column);  // the findings a reviewer sets
   const byId = new Map(DATA.reports.map((r, i) => [r.id, i]));
   const state = { gold: new Map(), reviewed: new Set(), at: 0, finding: 0, mode: "all", page: 0,
-                  filters: { finding: "", type: "", rule: "" } };
+                  entry: { r: 0, f: -1 }, filters: { finding: "", type: "", rule: "" } };
 
   const $ = (id) => document.getElementById(id);
   const str = (i) => (i === null || i === undefined ? null : DATA.strings[i]);
@@ -74,7 +76,7 @@
     }
     if (!record || record.v !== 1) return;
     Object.entries(record.gold || {}).forEach(([id, values]) => {
-      if (byId.has(id) && validValues(values)) state.gold.set(id, values);
+      if (byId.has(id) && validValues(values)) putGold(byId.get(id), values.slice());
     });
     (record.reviewed || []).forEach((id) => { if (byId.has(id)) state.reviewed.add(id); });
     if (byId.has(record.at)) state.at = byId.get(record.at);
@@ -88,14 +90,28 @@
 
   /* ---- editing ----------------------------------------------------------------------------- */
 
+  /** Values with No_Finding set from the findings as the labeler sets it, so an export never says
+      "no finding" beside a positive one. */
+  function withNoFinding(values) {
+    if (!NF) return values;
+    const counted = NF.counted.map((f) => values[f]);
+    values[NF.column] = counted.includes("1") ? NF.abnormal : counted.includes("-1") ? NF.uncertain : "1";
+    return values;
+  }
+
   /** A report's gold values; only those that differ from the labeler's are kept (and saved). */
   function putGold(i, values) {
     const report = DATA.reports[i];
+    withNoFinding(values);
     if (values.every((v, k) => v === asText(report.labels[k]))) state.gold.delete(report.id);
     else state.gold.set(report.id, values);
   }
 
   function setGold(i, f, value) {
+    if (NF && f === NF.column) {
+      say(COLS[f] + " follows the findings (as the labeler sets it); set the findings instead.");
+      return;
+    }
     const values = goldOf(i).slice();
     values[f] = value;
     putGold(i, values);
@@ -165,8 +181,11 @@
                                     onchange: (ev) => { setGold(state.at, f, ev.target.value); showValues(); },
                                     onfocus: () => setFinding(f, false) },
                         ...Object.entries(VALUE_TEXT).map(([v, t]) => el("option", { value: v }, t)));
+      const derived = NF && f === NF.column;
+      if (derived) select.disabled = true;
       const cells = [el("th", { scope: "row", id: "name-" + f }, name), el("td", { id: "labeler-" + f }),
-                     el("td", {}, el("label", { for: "gold-" + f, class: "sr-only" }, "Gold value for " + name), select)];
+                     el("td", {}, el("label", { for: "gold-" + f, class: "sr-only" }, "Gold value for " + name), select,
+                        ...(derived ? [el("span", { class: "follows" }, "follows the findings")] : []))];
       if (GOLD) cells.push(el("td", { id: "goldfile-" + f }), el("td", { id: "error-" + f, class: "error" }));
       return el("tr", { id: "row-" + f }, ...cells);
     });
@@ -221,7 +240,13 @@
 
   function setFinding(f, focus) {
     state.finding = f;
-    document.querySelectorAll("#findings-body tr").forEach((tr, k) => tr.classList.toggle("current", k === f));
+    document.querySelectorAll("#findings-body tr").forEach((tr, k) => {
+      tr.classList.toggle("current", k === f);
+      if (k === f) tr.setAttribute("aria-current", "true");
+      else tr.removeAttribute("aria-current");
+    });
+    const stop = STOPS.indexOf(f);
+    $("cursor").textContent = "Cursor on " + COLS[f] + (stop >= 0 ? " (finding " + (stop + 1) + " of " + STOPS.length + ")" : "");
     const report = DATA.reports[state.at];
     const name = COLS[f];
     const wrongNames = new Set(errorsOf(state.at).map((e) => COLS[e.f]));
@@ -233,13 +258,18 @@
     document.querySelectorAll("#evidence-body tr").forEach((tr) => tr.classList.toggle("current", tr.dataset.finding === name));
     const mine = report.mentions.map((_, k) => mention(report, k)).filter((m) => m.finding === name);
     $("detail").replaceChildren(...(mine.length ? mine.map(detailLine) : [el("p", {}, name + ": not mentioned in this report.")]));
-    if (focus) $("gold-" + f).focus();
+    if (focus) $("gold-" + f).focus({ preventScroll: focus === "quietly" });
     save();
   }
 
-  function open(i, f) {
+  /** Open report i. From a list of errors, `f` is the error's finding and the cursor starts there;
+      otherwise the cursor starts on the first finding (a reviewer's j, 1 from habit must land where she
+      means), or on `cursor` when the page comes back after a reload. */
+  function open(i, f, cursor) {
     if (!(i >= 0 && i < DATA.reports.length)) return;
+    const entry = f === undefined || f < 0 ? -1 : f;
     state.at = i;
+    state.entry = { r: i, f: entry };
     const report = DATA.reports[i];
     const sample = DATA.sample && DATA.sample[report.id];
     $("report-heading").textContent = "Report " + report.id;
@@ -250,7 +280,7 @@
     showEvidence(report);
     if (GOLD) showReportErrors(i);
     showValues();
-    setFinding(f === undefined || f < 0 ? state.finding : f, document.activeElement !== $("goto"));
+    setFinding(cursor !== undefined ? cursor : entry >= 0 ? entry : STOPS[0], document.activeElement !== $("goto") && "quietly");
     const here = currentEntry(entries());
     if (here >= 0) state.page = Math.floor(here / PAGE_SIZE);
     showList();
@@ -276,20 +306,19 @@
     return DATA.reports.map((r, i) => ({ id: r.id, r: i, f: -1 })).filter((e) => keep[state.mode](e.id));
   }
 
+  /** The list entry last opened: the report on screen and, for an error, its finding (moving the
+      cursor within the report does not move it, so n still reaches the report's next error). */
   function currentEntry(list) {
-    return list.findIndex((e) => e.r === state.at && (e.f < 0 || e.f === state.finding));
+    const f = state.entry.r === state.at ? state.entry.f : -1;
+    return list.findIndex((e) => e.r === state.at && e.f === f);
   }
 
   function step(direction) {
     const list = entries();
-    let k = currentEntry(list);
-    if (k >= 0) {
-      k += direction;
-    } else if (direction > 0) {
-      k = list.findIndex((e) => e.r > state.at);
-    } else {
-      k = list.map((e) => e.r >= 0 && e.r < state.at).lastIndexOf(true);
-    }
+    const f = state.entry.r === state.at ? state.entry.f : -1;
+    const after = (e) => e.r < 0 || e.r > state.at || (e.r === state.at && e.f > f);
+    const before = (e) => e.r >= 0 && (e.r < state.at || (e.r === state.at && e.f < f));
+    const k = direction > 0 ? list.findIndex(after) : list.map(before).lastIndexOf(true);
     if (k < 0 || k >= list.length || list[k].r < 0) {
       say(list.length ? "No " + (direction > 0 ? "next" : "previous") + " report in this list." : "This list is empty.");
       return;
@@ -453,21 +482,24 @@
     const { parsed, header, known } = readGoldRows(text, name || "the CSV");
     if (known.every((at) => at < 0)) throw new Error((name || "the CSV") + ": no column of this audit's findings");
     const absent = parsed.filter((p) => !byId.has(p.id)).map((p) => p.id);
+    let recomputed = 0;
     parsed.filter((p) => byId.has(p.id)).forEach(({ id, values }) => {
       const i = byId.get(id);
       const current = goldOf(i).slice();
       values.forEach((v, f) => { if (v !== null) current[f] = v; });
       putGold(i, current);
+      if (NF && values[NF.column] !== null && values[NF.column] !== goldOf(i)[NF.column]) recomputed++;
       state.reviewed.add(id);
     });
     save();
-    open(state.at);
+    open(state.at, state.entry.f, state.finding);
     const extra = header.filter((h) => h !== "report_id" && !COLS.includes(h));
-    const kept = COLS.filter((_, f) => known[f] < 0);
+    const kept = COLS.filter((_, f) => known[f] < 0 && !(NF && f === NF.column));
     const parts = ["Imported " + (parsed.length - absent.length) + " reports from " + (name || "the CSV") + ", marked reviewed."];
     if (absent.length) parts.push(absent.length + " are not in this audit: " + absent.slice(0, 5).join(", ") + (absent.length > 5 ? ", ..." : "") + ".");
     if (extra.length) parts.push("Ignored columns: " + extra.join(", ") + ".");
     if (kept.length) parts.push("Not in the file, so the labeler's values stay: " + kept.join(", ") + ".");
+    if (recomputed) parts.push(COLS[NF.column] + " follows the findings: set anew for " + recomputed + " reports.");
     say(parts.join(" "));
     return { imported: parsed.length - absent.length, absent };
   }
@@ -487,7 +519,9 @@
   /* ---- keyboard ----------------------------------------------------------------------------- */
 
   function moveFinding(d) {
-    setFinding(Math.min(Math.max(state.finding + d, 0), COLS.length - 1), true);
+    const at = STOPS.indexOf(state.finding);
+    const k = at >= 0 ? at + d : d > 0 ? STOPS.length - 1 : 0;
+    setFinding(STOPS[Math.min(Math.max(k, 0), STOPS.length - 1)], true);
   }
 
   function setCurrent(value) {
@@ -519,7 +553,8 @@
       if (ev.key === "Escape") $("gold-" + state.finding).focus();
       return;
     }
-    if ((ev.key === "Enter" || ev.key === " ") && t.matches("button, a, input[type=checkbox], label")) return;
+    const enterOnBox = ev.key === "Enter" && t.id === "reviewed";  // its label promises Enter: reviewed, next
+    if ((ev.key === "Enter" || ev.key === " ") && t.matches("button, a, input[type=checkbox], label") && !enterOnBox) return;
     if (!Object.prototype.hasOwnProperty.call(KEYS, ev.key)) return;
     ev.preventDefault();
     KEYS[ev.key]();
@@ -542,6 +577,7 @@
     $("import").addEventListener("change", onImportFile);
     $("goto").addEventListener("keydown", (ev) => {
       if (ev.key !== "Enter") return;
+      ev.preventDefault();  // else its keypress reaches the focused select and opens its dropdown (Linux Chromium)
       const id = ev.target.value.trim();
       if (byId.has(id)) { say(""); open(byId.get(id)); $("gold-" + state.finding).focus(); }
       else say("No report " + id + " in this audit.");
@@ -557,7 +593,7 @@
     buildFilters();
     showEvaluation();
     wire();
-    if (DATA.reports.length) open(state.at);
+    if (DATA.reports.length) open(state.at, -1, state.finding);
     else say("No report of the labels has its text in the inputs; nothing to audit.");
     showProgress();
     window.audit = { exportCsv, importCsv, open: (id) => { open(byId.get(id)); return byId.has(id); }, current: () => DATA.reports[state.at].id,
