@@ -93,13 +93,14 @@ def test_every_mention_is_marked_with_colour_and_a_text_badge(driver, gold_page,
         mine = mentions[mentions["report_id"] == report_id]
         assert js(driver, MARKED_OFFSETS) == sorted({i for m in mine.itertuples() for i in range(m.start, m.end)})
         badges = js(driver, "return [...document.querySelectorAll('#report-text .badge')].map(b => b.textContent)")
-        assert sorted(badges) == sorted({"positive": "+", "negative": "\u2212", "uncertain": "?"}[a]
-                                        for a in mine["assertion"])
+        assert sorted(badges) == sorted({"positive": "+", "negative": "\u2212", "uncertain": "?"}[m.assertion] + " " + m.finding
+                                        for m in mine.itertuples())
         classes = js(driver, "return [...document.querySelectorAll('#report-text .m')].map(s => s.className)")
         assert {c.split()[1] for c in classes} == {f"m-{a}" for a in mine["assertion"]}
         titles = " ".join(js(driver, "return [...document.querySelectorAll('#report-text .m')].map(s => s.title)"))
         assert all(rule in titles for rule in mine["rule"]) and all(s in titles for s in mine["sentence"])
-    text = js(driver, "return document.getElementById('report-text').textContent.replace(/[+\u2212?]/g, '')")
+    text = js(driver, "return [...document.getElementById('report-text').childNodes]"
+                      ".filter(n => !(n.classList && n.classList.contains('badge'))).map(n => n.textContent).join('')")
     assert text == (SAMPLES / "reports" / "s11.txt").read_text()
     js(driver, "document.querySelector('#report-text .m').click()")
     assert "by rule pos.no_change_in" in js(driver, "return document.getElementById('detail').textContent")

@@ -34,6 +34,34 @@
     return node;
   }
 
+  /* Invisible characters (direction controls, zero-width and control characters) are drawn as
+     visible marks and not obeyed: a U+202E would otherwise reverse what the reviewer reads, and two
+     ids that differ only by one would look alike. Ids are also isolated (<bdi>) from the text around. */
+  const CONTROL = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F\u00AD\u061C\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]/g;
+  const CONTROL_NAMES = { "\u00AD": "SHY", "\u061C": "ALM", "\u200B": "ZWSP", "\u200C": "ZWNJ", "\u200D": "ZWJ",
+    "\u200E": "LRM", "\u200F": "RLM", "\u202A": "LRE", "\u202B": "RLE", "\u202C": "PDF", "\u202D": "LRO",
+    "\u202E": "RLO", "\u2060": "WJ", "\u2066": "LRI", "\u2067": "RLI", "\u2068": "FSI", "\u2069": "PDI", "\uFEFF": "BOM" };
+  const codePoint = (c) => "U+" + c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0");
+  const controlName = (c) => CONTROL_NAMES[c] || codePoint(c);
+
+  /** Text for an attribute or a message: each invisible character written as [NAME]. */
+  const plain = (text) => String(text).replace(CONTROL, (c) => "[" + controlName(c) + "]");
+
+  /** Text for the page: each invisible character as a visible mark naming it. */
+  function shown(text) {
+    const frag = document.createDocumentFragment();
+    let at = 0;
+    for (const m of String(text).matchAll(CONTROL)) {
+      if (m.index > at) frag.append(text.slice(at, m.index));
+      frag.append(el("span", { class: "ctl", title: codePoint(m[0]) + ": an invisible character, shown here as the labeler read it" },
+                     controlName(m[0])));
+      at = m.index + 1;
+    }
+    if (at < text.length) frag.append(text.slice(at));
+    return frag;
+  }
+
+  const idNode = (id) => el("bdi", {}, shown(id));
   const asText = (v) => (v === null || v === undefined ? "" : String(v));
   const say = (text) => { $("message").textContent = text; };
 
@@ -129,8 +157,12 @@
 
   function mentionTitle(m) {
     return m.finding + ": " + m.assertion + " by " + m.rule + (m.attrs.length ? " (" + m.attrs.join(", ") + ")" : "") +
-      "\n\u201c" + m.sentence + "\u201d";
+      "\n\u201c" + plain(m.sentence) + "\u201d";
   }
+
+  /** A mention's kind: a no-finding mention ("No acute disease") is a normal statement, not a
+      positive finding, and is drawn apart from them. */
+  const kind = (m) => "m-" + m.assertion + (m.finding === DATA.noFinding ? " m-nofinding" : "");
 
   function renderText(report) {
     const placed = report.mentions.map((_, k) => mention(report, k)).map((m, k) => ({ ...m, k }))
@@ -144,16 +176,18 @@
       const here = placed.filter((m) => m.start <= a && m.end >= b);
       const piece = report.text.slice(a, b);
       if (!here.length) {
-        frag.append(piece);
+        frag.append(shown(piece));
       } else {
-        const top = here.reduce((x, y) => (STRENGTH[y.assertion] > STRENGTH[x.assertion] ? y : x));
-        frag.append(el("span", { class: "m m-" + top.assertion, title: here.map(mentionTitle).join("\n"),
+        const top = here.reduce((x, y) => (STRENGTH[y.assertion] > STRENGTH[x.assertion] ||
+          (y.finding !== DATA.noFinding && x.finding === DATA.noFinding && y.assertion === x.assertion) ? y : x));
+        frag.append(el("span", { class: "m " + kind(top), title: here.map(mentionTitle).join("\n"),
                                  "data-mentions": here.map((m) => m.k).join(" "),
-                                 onclick: () => showMentions(here) }, piece));
+                                 onclick: () => showMentions(here) }, shown(piece)));
       }
-      placed.filter((m) => m.end === b).forEach((m) => {
-        frag.append(el("span", { class: "badge b-" + m.assertion, title: m.finding + " " + m.assertion },
-                       BADGE[m.assertion]));
+      placed.filter((m) => m.end === b).forEach((m) => {  // the badge names the mention's finding
+        frag.append(el("span", { class: "badge b-" + m.assertion + (m.finding === DATA.noFinding ? " b-nofinding" : ""),
+                                 title: m.finding + " " + m.assertion },
+                       BADGE[m.assertion] + " " + m.finding));
       });
     }
     box.replaceChildren(frag);
@@ -167,8 +201,8 @@
 
   function detailLine(m) {
     return el("p", {}, el("strong", {}, m.finding), ": " + m.assertion + " by rule ", el("code", {}, m.rule),
-              m.attrs.length ? " (" + m.attrs.join(", ") + ")" : "", " \u2014 words \u201c", el("mark", {}, m.words || "?"),
-              "\u201d in \u201c" + m.sentence + "\u201d");
+              m.attrs.length ? " (" + m.attrs.join(", ") + ")" : "", " \u2014 words \u201c", el("mark", {}, shown(m.words || "?")),
+              "\u201d in \u201c", shown(m.sentence || ""), "\u201d");
   }
 
   /* ---- the report: findings, evidence, errors ---------------------------------------------- */
@@ -183,10 +217,10 @@
                         ...Object.entries(VALUE_TEXT).map(([v, t]) => el("option", { value: v }, t)));
       const derived = NF && f === NF.column;
       if (derived) select.disabled = true;
-      const cells = [el("th", { scope: "row", id: "name-" + f }, name), el("td", { id: "labeler-" + f }),
-                     el("td", {}, el("label", { for: "gold-" + f, class: "sr-only" }, "Gold value for " + name), select,
+      const cells = [el("th", { scope: "row", id: "name-" + f }, name), el("td", { id: "labeler-" + f, "data-label": "Labeler" }),
+                     el("td", { "data-label": "Your gold" }, el("label", { for: "gold-" + f, class: "sr-only" }, "Gold value for " + name), select,
                         ...(derived ? [el("span", { class: "follows" }, "follows the findings")] : []))];
-      if (GOLD) cells.push(el("td", { id: "goldfile-" + f }), el("td", { id: "error-" + f, class: "error" }));
+      if (GOLD) cells.push(el("td", { id: "goldfile-" + f, "data-label": "Gold file" }), el("td", { id: "error-" + f, class: "error" }));
       return el("tr", { id: "row-" + f }, ...cells);
     });
     $("findings-body").replaceChildren(...rows);
@@ -221,9 +255,9 @@
     const rows = report.mentions.map((_, k) => {
       const m = mention(report, k);
       return el("tr", { "data-finding": m.finding }, el("td", {}, m.finding),
-                el("td", {}, m.words === null ? "(not at its offsets in this text)" : m.words),
+                el("td", {}, m.words === null ? "(not at its offsets in this text)" : shown(m.words)),
                 el("td", {}, BADGE[m.assertion] + " " + m.assertion), el("td", {}, el("code", {}, m.rule || "")),
-                el("td", {}, m.sentence || ""), el("td", {}, m.attrs.join(", ")));
+                el("td", {}, shown(m.sentence || "")), el("td", {}, m.attrs.join(", ")));
     });
     $("evidence-body").replaceChildren(...(rows.length ? rows :
       [el("tr", {}, el("td", { colspan: "6" }, DATA.evidence ? "No mention in this report." :
@@ -272,15 +306,16 @@
     state.entry = { r: i, f: entry };
     const report = DATA.reports[i];
     const sample = DATA.sample && DATA.sample[report.id];
-    $("report-heading").textContent = "Report " + report.id;
+    $("report-heading").replaceChildren("Report ", idNode(report.id));
     $("report-meta").textContent = (i + 1) + " of " + DATA.reports.length + " in the labels" +
-      (sample ? " \u00b7 stratum " + sample[0] + " \u00b7 weight " + sample[1].toFixed(2) : "");
-    $("position").textContent = "Report " + report.id + " (" + (i + 1) + " of " + DATA.reports.length + ")";
+      (sample ? " \u00b7 stratum " + plain(sample[0]) + " \u00b7 weight " + sample[1].toFixed(2) : "");
+    $("position").replaceChildren("Report ", idNode(report.id), " (" + (i + 1) + " of " + DATA.reports.length + ")");
     renderText(report);
     showEvidence(report);
     if (GOLD) showReportErrors(i);
     showValues();
     setFinding(cursor !== undefined ? cursor : entry >= 0 ? entry : STOPS[0], document.activeElement !== $("goto") && "quietly");
+    $("report-heading").scrollIntoView({ block: "nearest" });  // a report is read from its top, the header above it
     const here = currentEntry(entries());
     if (here >= 0) state.page = Math.floor(here / PAGE_SIZE);
     showList();
@@ -328,9 +363,9 @@
   }
 
   function listRow(e, current) {
-    const button = e.r < 0 ? "" : el("button", { type: "button", "aria-label": "Open report " + e.id,
-                                                 onclick: () => open(e.r, e.f) }, e.id);
-    const first = el("td", {}, button || e.id);
+    const button = e.r < 0 ? "" : el("button", { type: "button", "aria-label": "Open report " + plain(e.id),
+                                                 onclick: () => open(e.r, e.f) }, idNode(e.id));
+    const first = el("td", {}, button || idNode(e.id));
     if (state.mode === "errors") {
       const report = DATA.reports[e.r];
       return el("tr", { class: current ? "current" : "" }, first, el("td", {}, COLS[e.f]), el("td", {}, DATA.errorTypes[e.t]),
@@ -339,7 +374,7 @@
     }
     const sample = DATA.sample && DATA.sample[e.id];
     return el("tr", { class: current ? "current" : "" }, first, el("td", {}, state.reviewed.has(e.id) ? "reviewed" : "not yet"),
-              el("td", {}, state.gold.has(e.id) ? "changed" : ""), el("td", {}, sample ? sample[0] : ""));
+              el("td", {}, state.gold.has(e.id) ? "changed" : ""), el("td", {}, sample ? shown(sample[0]) : ""));
   }
 
   function showList() {
@@ -496,7 +531,7 @@
     const extra = header.filter((h) => h !== "report_id" && !COLS.includes(h));
     const kept = COLS.filter((_, f) => known[f] < 0 && !(NF && f === NF.column));
     const parts = ["Imported " + (parsed.length - absent.length) + " reports from " + (name || "the CSV") + ", marked reviewed."];
-    if (absent.length) parts.push(absent.length + " are not in this audit: " + absent.slice(0, 5).join(", ") + (absent.length > 5 ? ", ..." : "") + ".");
+    if (absent.length) parts.push(absent.length + " are not in this audit: " + absent.slice(0, 5).map(plain).join(", ") + (absent.length > 5 ? ", ..." : "") + ".");
     if (extra.length) parts.push("Ignored columns: " + extra.join(", ") + ".");
     if (kept.length) parts.push("Not in the file, so the labeler's values stay: " + kept.join(", ") + ".");
     if (recomputed) parts.push(COLS[NF.column] + " follows the findings: set anew for " + recomputed + " reports.");
@@ -580,14 +615,15 @@
       ev.preventDefault();  // else its keypress reaches the focused select and opens its dropdown (Linux Chromium)
       const id = ev.target.value.trim();
       if (byId.has(id)) { say(""); open(byId.get(id)); $("gold-" + state.finding).focus(); }
-      else say("No report " + id + " in this audit.");
+      else say("No report " + plain(id) + " in this audit.");
     });
     document.addEventListener("keydown", onKey, true);
   }
 
   function start() {
-    $("source").textContent = DATA.labels;
-    $("report-ids").replaceChildren(...DATA.reports.map((r) => el("option", { value: r.id })));
+    $("source").replaceChildren(shown(DATA.labels));
+    $("report-ids").replaceChildren(...DATA.reports.map((r) => el("option", plain(r.id) === r.id ? { value: r.id } :
+      { value: r.id, label: plain(r.id) })));
     restore();
     buildFindings();
     buildFilters();
