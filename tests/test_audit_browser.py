@@ -293,7 +293,7 @@ def test_export_downloads_the_same_csv(gold_page, tmp_path):
         load(browser, gold_page)
         js(browser, "document.getElementById('gold-0').focus()")
         keys(browser, "1", Keys.ENTER, "e")
-        WebDriverWait(browser, 10).until(lambda _: (tmp_path / "gold.csv").exists())
-        assert (tmp_path / "gold.csv").read_text() == js(browser, "return window.audit.exportCsv()")
-        assert (tmp_path / "gold.csv").read_text().splitlines()[1].startswith("s01,1,")
+        WebDriverWait(browser, 10).until(lambda _: list(tmp_path.glob("gold-*.csv")))
+        saved = next(tmp_path.glob("gold-*.csv")).read_text()
+        assert saved == js(browser, "return window.audit.exportCsv()") and saved.splitlines()[1].startswith("s01,1,")
         assert chromium.console_errors(browser) == []

@@ -18,11 +18,14 @@ from cxrcore.labels import read_labels
 
 from .attributes import ATTRIBUTE_NAMES
 from .evidence import read_mentions
-from .intervals import LEVEL, draw_counts, intervals
+from .intervals import LEVEL, draw_counts, intervals, pooled_strata
 from .lexicon import Lexicon
 
 
 GOLD_VALUES = {"1": 1.0, "0": 0.0, "-1": -1.0, "": float("nan"), "1.0": 1.0, "0.0": 0.0, "-1.0": -1.0}
+# A report id written with a leading ' so a spreadsheet does not run it as a formula (the audit page's
+# export: =, +, -, @, tab, return, or a ' itself, after the ').
+SPREADSHEET_ESCAPED = r"'['=+\-@\t\r]"
 
 
 def read_gold(gold: str | Path, labels: list[str]) -> tuple[pd.DataFrame, list[str], list[str]]:
@@ -52,6 +55,7 @@ def read_gold(gold: str | Path, labels: list[str]) -> tuple[pd.DataFrame, list[s
             raise InputError(f"{gold}:{row + 2}: column {column} must be 1, 0, -1 or blank, got {truth[column][row]!r}")
         values[column] = cells.map(GOLD_VALUES)
     ids = truth["report_id"].str.strip()
+    ids = ids.where(~ids.str.match(SPREADSHEET_ESCAPED), ids.str[1:])  # the audit page's '=1 is report =1
     if (ids == "").any():
         raise InputError(f"{gold}:{truth.index[ids == ''][0] + 2}: empty report_id")
     if ids.duplicated().any():
@@ -186,7 +190,9 @@ def evaluate_files(labels: str | Path, gold: str | Path, uncertain: str = "negat
         result["weighted"] = {"weights": str(weights), "stratified": strata is not None,
                               **score(pred, truth, findings, w)}
         if bootstrap:
-            add_intervals(result["weighted"], pred, truth, draw_counts(len(truth), bootstrap, seed, strata), w)
+            groups, note = pooled_strata(strata) if strata is not None else (None, None)
+            notes += [note] if note else []
+            add_intervals(result["weighted"], pred, truth, draw_counts(len(truth), bootstrap, seed, groups), w)
     return result
 
 

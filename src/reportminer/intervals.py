@@ -3,7 +3,11 @@ hand-labeled reports is.
 
 Reports, not labels, are resampled (with replacement), because one report's 14 labels are read by
 one reviewer from one text and are not independent. When the reports are a stratified sample, each
-stratum is resampled on its own with its own size, as the sample was drawn. A figure's interval is
+stratum is resampled on its own with its own size, as the sample was drawn. A stratum with a single
+gold report cannot vary when resampled on its own, so its (often large) weight would carry no
+uncertainty and the interval would shrink, to zero width when every stratum has one report: such
+strata are pooled and resampled together (the survey statistician's collapsed strata), a lone one
+with the smallest other stratum, and a note says so. A figure's interval is
 the 2.5th and 97.5th percentiles of that figure over the resamples where it is defined (level
 0.95). With a handful of gold positives the interval says little: a resample cannot do better than
 the reports it draws from, so an F1 of 1.0 on three positives gets the interval 1.0-1.0.
@@ -26,6 +30,26 @@ def draw_counts(n: int, draws: int, seed: int, strata: np.ndarray | None = None)
         members = np.flatnonzero(groups == group)
         counts[:, members] = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), size=draws)
     return counts
+
+
+def pooled_strata(strata: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """The groups to resample within: the strata, with those holding one report pooled into one
+    group (a lone such stratum joins the smallest other stratum), and a note saying what was pooled;
+    the strata themselves and None when every stratum has two reports or more."""
+    names, inverse, sizes = np.unique(strata, return_inverse=True, return_counts=True)
+    single = sizes == 1
+    if not single.any() or len(strata) < 2:
+        return strata, None
+    groups = inverse.copy()
+    if single.sum() > 1:
+        groups[single[inverse]] = -1
+        return groups, (f"{int(single.sum())} strata have one gold report each; the bootstrap resamples them together "
+                        f"(alone, a report cannot vary and its stratum's weight would carry no uncertainty)")
+    others = np.flatnonzero(~single)
+    host = others[np.argmin(sizes[others])]
+    groups[single[inverse]] = host
+    return groups, (f"stratum {names[single][0]} has one gold report; the bootstrap resamples it with stratum "
+                    f"{names[host]} (alone, a report cannot vary and its stratum's weight would carry no uncertainty)")
 
 
 def prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, np.ndarray]:

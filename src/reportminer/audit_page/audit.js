@@ -427,18 +427,28 @@
     const ev = GOLD.evaluation;
     const num = (x) => (x === null || x === undefined ? "n/a" : Number(x).toFixed(3));
     const ci = (s) => (s.ci && s.ci.f1[0] !== null ? num(s.ci.f1[0]) + "\u2013" + num(s.ci.f1[1]) : "");
+    const count = (v) => (v === "" || Number.isInteger(v) ? v : Number(v).toFixed(1));  // weighted counts are not whole
     const row = (name, s, counts) => el("tr", {}, el("th", { scope: "row" }, name), el("td", {}, num(s.precision)),
       el("td", {}, num(s.recall)), el("td", {}, num(s.f1)), el("td", {}, ci(s)),
-      ...(counts ? [s.support, s.tp, s.fp, s.fn] : ["", "", "", ""]).map((v) => el("td", {}, v)));
-    const rows = Object.entries(ev.per_finding).map(([f, s]) => row(f, s, true));
-    Object.entries(ev.totals).forEach(([name, t]) => {
-      rows.push(row("micro " + name, { ...t.micro, support: "" }, true), row("macro " + name, t.macro, false));
-    });
+      ...(counts ? [s.support, s.tp, s.fp, s.fn] : ["", "", "", ""]).map((v) => el("td", {}, count(v))));
+    const block = (figures) => {
+      const rows = Object.entries(figures.per_finding).map(([f, s]) => row(f, s, true));
+      Object.entries(figures.totals).forEach(([name, t]) => {
+        rows.push(row("micro " + name, { ...t.micro, support: "" }, true), row("macro " + name, t.macro, false));
+      });
+      return rows;
+    };
+    const rows = block(ev);
+    if (ev.weighted) {  // a sample's figures weighted back to the archive it was drawn from
+      rows.push(el("tr", { class: "weighted" }, el("th", { scope: "colgroup", colspan: "9", id: "weighted-heading" },
+        "Weighted by " + ev.weighted.weights + ": figures for the archive the sample was drawn from (support and counts " +
+        "in reports of the archive" + (ev.weighted.stratified ? "; bootstrap within strata)" : ")"))), ...block(ev.weighted));
+    }
     $("evaluation-body").replaceChildren(...rows);
     $("evaluation-caption").textContent = "Labels against " + GOLD.path + ": " + ev.reports + " gold reports (" +
       ev.missing_reports + " without labels), uncertain scored as " + ev.uncertain +
-      (ev.bootstrap ? "; 95% percentile bootstrap over reports, " + ev.bootstrap.resamples + " resamples" : "") +
-      (ev.notes.length ? ". " + ev.notes.join("; ") : "");
+      (ev.bootstrap ? "; 95% percentile bootstrap over reports, " + ev.bootstrap.resamples + " resamples" : "");
+    $("evaluation-notes").replaceChildren(...ev.notes.map((n) => el("li", {}, n)));
     $("evaluation").hidden = false;
   }
 
@@ -446,24 +456,41 @@
 
   const csvCell = (v) => (/[",\r\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v);
 
+  /* A report id a spreadsheet would run as a formula (=, +, -, @, tab, return) is written with a
+     leading ' (as is one that starts with '), which `reportminer evaluate` and the import take off. */
+  const FORMULA = /^['=+\-@\t\r]/;
+  const safeId = (id) => (FORMULA.test(id) ? "'" + id : id);
+  const unsafeId = (cell) => (cell.length > 1 && cell[0] === "'" && FORMULA.test(cell.slice(1)) ? cell.slice(1) : cell);
+
   function exportCsv() {
     const lines = [["report_id", ...COLS].map(csvCell).join(",")];
     DATA.reports.forEach((r, i) => {
-      if (state.reviewed.has(r.id)) lines.push([r.id, ...goldOf(i)].map(csvCell).join(","));
+      if (state.reviewed.has(r.id)) lines.push([safeId(r.id), ...goldOf(i)].map(csvCell).join(","));
     });
     return lines.join("\n") + "\n";
   }
 
+  /** A name per export, its local time to the millisecond (gold-20250131-142501-123.csv): repeated
+      exports sort in the order made instead of piling up as "gold (1).csv"; each holds every
+      reviewed report, so the newest is the one to keep. */
+  function exportName() {
+    const d = new Date();
+    const p = (n, w) => String(n).padStart(w || 2, "0");
+    return "gold-" + d.getFullYear() + p(d.getMonth() + 1) + p(d.getDate()) + "-" + p(d.getHours()) + p(d.getMinutes()) +
+      p(d.getSeconds()) + "-" + p(d.getMilliseconds(), 3) + ".csv";
+  }
+
   function download() {
     const text = exportCsv();
+    const name = exportName();
     $("export-text").value = text;
-    const link = el("a", { href: URL.createObjectURL(new Blob([text], { type: "text/csv" })), download: "gold.csv" });
+    const link = el("a", { href: URL.createObjectURL(new Blob([text], { type: "text/csv" })), download: name });
     document.body.append(link);
     link.click();
     link.remove();
     setTimeout(() => URL.revokeObjectURL(link.href), 10000);
     const left = DATA.reports.length - state.reviewed.size;
-    say("Exported " + state.reviewed.size + " reviewed reports as gold.csv" + (left ? " (" + left + " not reviewed are left out)." : "."));
+    say("Exported " + state.reviewed.size + " reviewed reports as " + name + (left ? " (" + left + " not reviewed are left out)." : "."));
   }
 
   /** RFC 4180 rows, each with the line it starts on. */
@@ -496,7 +523,7 @@
     const known = COLS.map((c) => header.indexOf(c));
     const seen = new Set();
     const parsed = rows.slice(1).map(({ line, cells }) => {
-      const id = (cells[idAt] || "").trim();
+      const id = unsafeId((cells[idAt] || "").trim());
       if (!id) throw new Error(name + ":" + line + ": empty report_id");
       if (seen.has(id)) throw new Error(name + ":" + line + ": report_id " + id + " listed twice");
       seen.add(id);
