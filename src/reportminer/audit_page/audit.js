@@ -582,7 +582,8 @@
 
   function moveFinding(d) {
     const at = STOPS.indexOf(state.finding);
-    const k = at >= 0 ? at + d : d > 0 ? STOPS.length - 1 : 0;
+    const before = STOPS.filter((f) => f < state.finding).length;  // off the stops (on No_Finding): the stop beside it
+    const k = at >= 0 ? at + d : d > 0 ? before : before - 1;
     setFinding(STOPS[Math.min(Math.max(k, 0), STOPS.length - 1)], true);
   }
 
