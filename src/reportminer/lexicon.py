@@ -3,22 +3,24 @@
 Everything a clinician may want to change lives in YAML files in a folder (the package ships the
 repo's `lexicons/`; `--lexicon DIR` points at a copy). This module loads them, checks them against
 their schema with messages of the form `file:line: id -> field: problem`, and digests them so that
-every output can say which lexicon made it.
+every output can say which lexicon made it. A lexicon folder is hostile input: its files are read
+within the limits of lexicon_yaml.py, and its regular expressions must run on RE2 (lexicon_regex.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
-import yaml
 
+from . import lexicon_regex
 from .errors import LexiconError, PatternError
+from .lexicon_yaml import LIMITS, LexiconFiles, file_kind, shown
 from .patterns import Pattern, parse_pattern
 
 ASSERTIONS = ("positive", "negative", "uncertain")
@@ -249,24 +251,28 @@ def load_lexicon(folder: str | Path | None = None, schema: str = DEFAULT_SCHEMA)
     findings_file, schema_file = schema_dir / "findings.yaml", schema_dir / "schema.yaml"
     settings_file = root / "labeler.yaml"
     attributes_file = root / "attributes.yaml"
-    rule_files = sorted((root / "rules").glob("*.yaml"))
     if not schema_dir.is_dir():
         raise LexiconError(f"{root}: no schema {schema!r} (schemas/{schema}/ is missing); this folder offers: "
                            f"{', '.join(schemas(root)) or 'none'}")
-    for required in (findings_file, schema_file, settings_file, attributes_file):
-        if not required.is_file():
+    for required in (findings_file, schema_file, settings_file, attributes_file, root / "rules"):
+        if not required.exists():
             raise LexiconError(f"{required}: missing; a lexicon folder needs labeler.yaml, attributes.yaml, "
                                f"rules/*.yaml and schemas/NAME/findings.yaml and schema.yaml")
+    if file_kind((root / "rules").stat().st_mode) != "a folder":
+        raise LexiconError(f"{root / 'rules'}: not a folder; it must hold the rule files (*.yaml)")
+    files = LexiconFiles(root)
+    rule_files = files.rule_files(root / "rules")
     if not rule_files:
         raise LexiconError(f"{root / 'rules'}: no rule files (*.yaml) found")
 
-    findings = _load_findings(findings_file)
-    settings = _load_settings(settings_file)
-    settings["schema"] = _load_schema(schema_file, schema, [f.name for f in findings])
-    settings["attributes"], settings["attribute_examples"] = _load_attributes(attributes_file)
+    findings = _load_findings(files, findings_file)
+    settings = _load_settings(files, settings_file)
+    settings["schema"] = _load_schema(files, schema_file, schema, [f.name for f in findings])
+    settings["attributes"], settings["attribute_examples"] = _load_attributes(files, attributes_file)
     rules: list[Rule] = []
     for path in rule_files:
-        rules.extend(_load_rules(path, schema))
+        rules.extend(_load_rules(files, path, schema))
+    _check_sizes(findings_file, findings, settings["normal_phrases"])
     seen = {settings["normal_rule"]: f"{settings_file} (normal)",
             settings["assertions"].default_rule: f"{settings_file} (assertions.default)",
             settings["assertions"].sign_rule: f"{settings_file} (assertions.sign)",
@@ -277,46 +283,29 @@ def load_lexicon(folder: str | Path | None = None, schema: str = DEFAULT_SCHEMA)
             raise LexiconError(f"{rule.source}: {rule.id} -> id: already defined at {seen[rule.id]}")
         seen[rule.id] = rule.source
 
-    files = [findings_file, schema_file, settings_file, attributes_file, *rule_files]
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return Lexicon(
         findings=tuple(findings),
         rules=tuple(sorted(rules, key=lambda r: -r.priority)),
-        digest="sha256:" + digest.hexdigest()[:16],
+        digest=files.digest([findings_file, schema_file, settings_file, attributes_file, *rule_files]),
         folder=str(root),
         **settings,
     )
 
 
-# --- YAML with line numbers -------------------------------------------------------------------
-
-class _LineLoader(yaml.SafeLoader):
-    """A safe loader that records each mapping's line as the key `__line__`."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping = loader.construct_mapping(node, deep=True)
-    mapping["__line__"] = node.start_mark.line + 1
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise LexiconError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except UnicodeDecodeError as exc:
-        raise LexiconError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if not isinstance(data, dict):
-        raise LexiconError(f"{path}:1: the file must be a mapping (key: value), not {type(data).__name__}")
-    return data
+def _check_sizes(path: Path, findings: list[Finding], normal_phrases: tuple[str, ...]) -> None:
+    """The whole lexicon's phrases and regular expressions within the limits (each is matched against every
+    sentence), the regular expressions together within RE2's memory."""
+    phrases = sum(len(f.synonyms) + len(f.signs) + len(f.exclusions) for f in findings) + len(normal_phrases)
+    regexes = [p for f in findings for p in f.patterns + f.absent]
+    if phrases > LIMITS.phrases:
+        raise LexiconError(f"{path}: {phrases:,} synonyms, signs, exclusions and normal phrases, more than the "
+                           f"{LIMITS.phrases:,} a lexicon may have")
+    if len(regexes) > LIMITS.regexes:
+        raise LexiconError(f"{path}: {len(regexes):,} patterns and absent expressions, more than the "
+                           f"{LIMITS.regexes:,} a lexicon may have")
+    problem = lexicon_regex.problem_together(tuple(regexes))
+    if problem:
+        raise LexiconError(f"{path}: the findings' patterns together: {problem}")
 
 
 class _Checker:
@@ -339,7 +328,7 @@ class _Checker:
         if value is None and not required:
             return ""
         if not isinstance(value, str) or not value.strip():
-            raise self.fail(key, "required text is missing or empty" if value is None else f"must be text, got {value!r}")
+            raise self.fail(key, "required text is missing or empty" if value is None else f"must be text, got {shown(value)}")
         return value
 
     def strings(self, key: str, required: bool = False) -> tuple[str, ...]:
@@ -350,14 +339,16 @@ class _Checker:
             raise self.fail(key, "must be a list of non-empty strings")
         if required and not value:
             raise self.fail(key, "must list at least one entry")
-        dupes = sorted({v for v in value if value.count(v) > 1})
+        if len(value) > LIMITS.list_entries:
+            raise self.fail(key, f"{len(value):,} entries, more than the {LIMITS.list_entries:,} a list may have")
+        dupes = sorted(v for v, n in Counter(value).items() if n > 1)
         if dupes:
-            raise self.fail(key, f"listed twice: {dupes[0]!r}")
+            raise self.fail(key, f"listed twice: {shown(dupes[0])}")
         return tuple(value)
 
 
-def _load_findings(path: Path) -> list[Finding]:
-    data = _read_yaml(path)
+def _load_findings(files: LexiconFiles, path: Path) -> list[Finding]:
+    data = files.load(path)
     entries = data.get("findings")
     if not isinstance(entries, list) or not entries:
         raise LexiconError(f"{path}: needs a non-empty list under 'findings'")
@@ -377,10 +368,9 @@ def _load_findings(path: Path) -> list[Finding]:
         patterns, absent = check.strings("patterns"), check.strings("absent")
         for key, regexes in (("patterns", patterns), ("absent", absent)):
             for pattern in regexes:
-                try:
-                    re.compile(pattern)
-                except re.error as exc:
-                    raise check.fail(key, f"{pattern!r} is not a valid regular expression ({exc})") from None
+                problem = lexicon_regex.problem(pattern)
+                if problem:
+                    raise check.fail(key, f"{shown(pattern)}: {problem}")
         match, no_match = _examples(path, entry, name, bracketed_no_match=False)
         out.append(Finding(name=name, synonyms=tuple(s.lower() for s in synonyms), patterns=patterns,
                            exclusions=tuple(s.lower() for s in check.strings("exclusions")),
@@ -409,16 +399,16 @@ def _one_bracket(sentence: str) -> bool:
     return sentence.count("[") == 1 and sentence.count("]") == 1 and sentence.index("[") < sentence.index("]")
 
 
-def _load_settings(path: Path) -> dict[str, Any]:
-    data = _read_yaml(path)
+def _load_settings(files: LexiconFiles, path: Path) -> dict[str, Any]:
+    data = files.load(path)
     check = _Checker(path, data, "settings")
     check.unknown({"sections", "precedence", "placeholders", "normal", "assertions", "parse", "limits"})
     sections = _section_settings(path, _mapping(check, data, "sections"))
     precedence = check.strings("precedence", required=True)
     if sorted(precedence) != sorted(ASSERTIONS):
-        raise check.fail("precedence", f"must order exactly {', '.join(ASSERTIONS)}, got {list(precedence)}")
+        raise check.fail("precedence", f"must order exactly {', '.join(ASSERTIONS)}, got {shown(list(precedence))}")
     placeholders = []
-    for n, item in enumerate(data.get("placeholders") or [], 1):
+    for n, item in enumerate(_optional(check, data, "placeholders", list), 1):
         if not isinstance(item, dict):
             raise check.fail("placeholders", f"entry {n} must be a mapping with token and replacement")
         sub = _Checker(path, item, f"placeholders[{n}]")
@@ -485,8 +475,8 @@ def _report_examples(path: Path, block: dict[str, Any]) -> tuple[ReportExample, 
     return tuple(out)
 
 
-def _load_schema(path: Path, name: str, findings: list[str]) -> Schema:
-    data = _read_yaml(path)
+def _load_schema(files: LexiconFiles, path: Path, name: str, findings: list[str]) -> Schema:
+    data = files.load(path)
     check = _Checker(path, data, "schema")
     check.unknown({"no_finding", "implies", "note"})
     block = _mapping(check, data, "no_finding")
@@ -500,10 +490,10 @@ def _load_schema(path: Path, name: str, findings: list[str]) -> Schema:
     for key in ("uncertain", "abnormal"):
         value = block.get(key)
         if value not in (0, -1, None) or isinstance(value, bool):
-            raise sub.fail(key, f"must be 0, -1 or null, got {value!r}")
+            raise sub.fail(key, f"must be 0, -1 or null, got {shown(value)}")
         values[key] = value
     implies = []
-    for parent, children in (data.get("implies") or {}).items():
+    for parent, children in _optional(check, data, "implies", dict).items():
         if parent == "__line__":
             continue
         kids = _Checker(path, data["implies"], f"implies.{parent}").strings(parent, required=True)
@@ -518,8 +508,8 @@ def _load_schema(path: Path, name: str, findings: list[str]) -> Schema:
                   abnormal_value=values["abnormal"], implies=tuple(implies))
 
 
-def _load_attributes(path: Path) -> tuple[tuple[Attribute, ...], tuple[AttributeExample, ...]]:
-    data = _read_yaml(path)
+def _load_attributes(files: LexiconFiles, path: Path) -> tuple[tuple[Attribute, ...], tuple[AttributeExample, ...]]:
+    data = files.load(path)
     check = _Checker(path, data, "attributes.yaml")
     check.unknown({"attributes", "patterns", "examples"})
     sources = check.strings("patterns", required=True)
@@ -533,7 +523,7 @@ def _load_attributes(path: Path) -> tuple[tuple[Attribute, ...], tuple[Attribute
             continue
         sub = _Checker(path, spec if isinstance(spec, dict) else {}, f"attributes.{name}")
         sub.unknown({"values", "order", "both"})
-        values = _mapping(sub, spec, "values")
+        values = _mapping(sub, spec if isinstance(spec, dict) else {}, "values")
         words: list[tuple[str, str]] = []
         for value, listed in values.items():
             if value == "__line__":
@@ -547,7 +537,7 @@ def _load_attributes(path: Path) -> tuple[tuple[Attribute, ...], tuple[Attribute
             raise sub.fail("order", f"must list each value once: {', '.join(sorted({v for _, v in words}))}")
         both = spec.get("both")
         if both is not None and both not in order:
-            raise sub.fail("both", f"{both!r} is not one of the values")
+            raise sub.fail("both", f"{shown(both)} is not one of the values")
         alternatives = "|".join(w for w, _ in words)
         try:
             patterns = tuple(parse_pattern(p.replace("{word}", "{word:" + alternatives + "}")) for p in sources)
@@ -556,7 +546,7 @@ def _load_attributes(path: Path) -> tuple[tuple[Attribute, ...], tuple[Attribute
         out.append(Attribute(str(name), tuple(words), order, both, patterns))
     names = {a.name for a in out}
     examples = []
-    for n, item in enumerate(data.get("examples") or [], 1):
+    for n, item in enumerate(_optional(check, data, "examples", list), 1):
         sub = _Checker(path, item if isinstance(item, dict) else {}, f"examples[{n}]")
         if not isinstance(item, dict):
             raise sub.fail("examples", "each example is a mapping with a sentence and attribute values")
@@ -578,9 +568,19 @@ def _limits(path: Path, block: dict[str, Any]) -> Limits:
     for key in ("report_chars", "sentence_chars"):
         value = block.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 50:
-            raise check.fail(key, f"must be a whole number of characters, at least 50; got {value!r}")
+            raise check.fail(key, f"must be a whole number of characters, at least 50; got {shown(value)}")
         values[key] = value
     return Limits(**values)
+
+
+def _optional(check: _Checker, data: dict[str, Any], key: str, kind: type) -> Any:
+    """An optional list or mapping (empty when absent)."""
+    value = data.get(key)
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise check.fail(key, "must be a list" if kind is list else "must be a mapping (key: value)")
+    return value
 
 
 def _mapping(check: _Checker, data: dict[str, Any], key: str) -> dict[str, Any]:
@@ -648,16 +648,16 @@ def _parse_settings(path: Path, block: dict[str, Any]) -> ParseSettings:
     check = _Checker(path, block, "parse")
     check.unknown({"mask", "lists", "lowercase_all_caps", "replace", "examples"})
     replace = []
-    for word, replacement in (block.get("replace") or {}).items():
+    for word, replacement in _optional(check, block, "replace", dict).items():
         if word == "__line__":
             continue
         if not isinstance(replacement, str) or len(replacement) != len(str(word)) or not str(word).isalpha():
-            raise check.fail("replace", f"{word!r} → {replacement!r}: a word and a replacement of the same length "
+            raise check.fail("replace", f"{shown(word)} → {shown(replacement)}: a word and a replacement of the same length "
                                         f"(offsets must not move)")
         replace.append((str(word).lower(), replacement.lower()))
     lowercase = block.get("lowercase_all_caps", False)
     if not isinstance(lowercase, bool):
-        raise check.fail("lowercase_all_caps", f"must be true or false, got {lowercase!r}")
+        raise check.fail("lowercase_all_caps", f"must be true or false, got {shown(lowercase)}")
     mask = _Checker(path, _mapping(check, block, "mask"), "parse.mask")
     mask.unknown({"singular", "plural", "plural_endings", "singular_endings"})
     lists = _Checker(path, _mapping(check, block, "lists"), "parse.lists")
@@ -672,9 +672,9 @@ def _parse_settings(path: Path, block: dict[str, Any]) -> ParseSettings:
         examples=_settings_examples(path, block, "parse"))
 
 
-def _load_rules(path: Path, schema: str) -> list[Rule]:
+def _load_rules(files: LexiconFiles, path: Path, schema: str) -> list[Rule]:
     """The rules of one file, each with its kind for `schema` (`schema_kinds` overrides `kind`)."""
-    data = _read_yaml(path)
+    data = files.load(path)
     entries = data.get("rules")
     if not isinstance(entries, list):
         raise LexiconError(f"{path}: needs a list under 'rules'")
@@ -696,7 +696,7 @@ def _load_rules(path: Path, schema: str) -> list[Rule]:
             kind = schema_kinds[schema]
         priority = entry.get("priority")
         if not isinstance(priority, int) or isinstance(priority, bool):
-            raise check.fail("priority", f"must be an integer (higher wins), got {priority!r}")
+            raise check.fail("priority", f"must be an integer (higher wins), got {shown(priority)}")
         sources = entry.get("pattern")
         sources = check.strings("pattern", required=True) if isinstance(sources, list) else (check.string("pattern"),)
         try:

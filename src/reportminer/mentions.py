@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from .lexicon import Lexicon
+from .lexicon_regex import Alternation
 
 
 @dataclass(frozen=True)
@@ -41,29 +42,34 @@ def _phrase_regex(phrase: str) -> str:
     return r"[\s-]+".join(parts)
 
 
-def _alternation(phrases: tuple[str, ...], patterns: tuple[str, ...] = ()) -> re.Pattern[str] | None:
+def _alternation(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
     # Longest first, so "pleural effusion" wins over "effusion" at the same place.
-    alternatives = [_phrase_regex(p) for p in sorted(phrases, key=len, reverse=True)] + [f"(?:{p})" for p in patterns]
+    alternatives = [_phrase_regex(p) for p in sorted(phrases, key=len, reverse=True)]
     if not alternatives:
         return None
     return re.compile(r"(?<![\w])(?:" + "|".join(alternatives) + r")(?![\w])", re.IGNORECASE)
+
+
+def _regexes(patterns: tuple[str, ...]) -> Alternation | None:
+    return Alternation(patterns) if patterns else None
 
 
 class MentionFinder:
     """Compiled synonyms of every finding in a lexicon; `find` returns non-overlapping matches per finding."""
 
     def __init__(self, lexicon: Lexicon) -> None:
-        self._findings = [(f.name, _alternation(f.synonyms), _alternation((), f.patterns), _alternation(f.signs),
-                           _alternation((), f.absent), _alternation(f.exclusions)) for f in lexicon.findings]
+        self._findings = [(f.name, _alternation(f.synonyms), _regexes(f.patterns), _alternation(f.signs),
+                           _regexes(f.absent), _alternation(f.exclusions)) for f in lexicon.findings]
         self._normal = _alternation(lexicon.normal_phrases)
         self.no_finding = lexicon.no_finding
         # One cheap test per sentence before any per-finding work.
-        self._any = _alternation(tuple(s for f in lexicon.findings for s in f.synonyms + f.signs),
-                                 tuple(p for f in lexicon.findings for p in f.patterns + f.absent))
+        self._any_phrase = _alternation(tuple(s for f in lexicon.findings for s in f.synonyms + f.signs))
+        self._any_regex = _regexes(tuple(p for f in lexicon.findings for p in f.patterns + f.absent))
 
     def find(self, text: str) -> list[Match]:
         """Mentions of findings in `text`, in order of position."""
-        if self._any is None or not self._any.search(text):
+        regexes_here = self._any_regex is not None and self._any_regex.search(text)
+        if not (regexes_here or (self._any_phrase is not None and self._any_phrase.search(text))):
             return []
         out: list[Match] = []
         for name, synonyms, patterns, signs, absent, exclusion in self._findings:
@@ -71,10 +77,12 @@ class MentionFinder:
             found = [Match(name, m.start(), m.end()) for m in synonyms.finditer(text)] if synonyms else []
             for regex, extra_kind in ((patterns, {"maskable": False}), (signs, {"sign": True}),
                                       (absent, {"absent": True, "maskable": False})):
-                if regex is None:
+                if regex is None or (isinstance(regex, Alternation) and not regexes_here):
                     continue
                 # A pattern, sign or absence statement replaces the mentions it covers ("heart is not enlarged").
-                extra = [Match(name, m.start(), m.end(), **extra_kind) for m in regex.finditer(text)]
+                spans = regex.spans(text) if isinstance(regex, Alternation) else \
+                    [(m.start(), m.end()) for m in regex.finditer(text)]
+                extra = [Match(name, a, b, **extra_kind) for a, b in spans]
                 found = [f for f in found if not any(e.start <= f.start and f.end <= e.end for e in extra)] + extra
             out.extend(m for m in found if not any(a < m.end and m.start < b for a, b in excluded))
         return sorted(out, key=lambda m: (m.start, m.end))
