@@ -28,7 +28,7 @@ def main() -> None:
     if chromium.missing():
         sys.exit(f"no headless browser: {chromium.missing()}")
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp) / "out"  # the page names its labels as given: out/labels.parquet
+        work = Path(tmp) / "out"  # the page names its files by name only (labels.parquet)
         reportminer("label", SAMPLES / "reports", "-o", work / "labels.parquet", "--evidence", work / "mentions.parquet",
                     "--workers", "1", "--quiet")
         reportminer("audit", "out/labels.parquet", "-o", "out/audit.html", "--gold", SAMPLES / "hand_gold.csv",
