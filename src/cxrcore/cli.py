@@ -16,6 +16,8 @@ import traceback
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.progress import Progress, ProgressColumn
 
 from . import __version__
 from .errors import ToolkitError
@@ -23,12 +25,25 @@ from .errors import ToolkitError
 EXIT_SKIPPED = 3
 EXIT_BUG = 70
 EXIT_INTERRUPTED = 130
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def printable(text: str) -> str:
-    """Text safe to print: control characters (from file names, ids, report text) shown as escapes."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    """Text safe to print: control characters (from file names, ids, report text) and halves of surrogate
+    pairs (from JSON, or file names that are not UTF-8) shown as escapes."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if m.group() < "\ud800" else f"\\u{ord(m.group()):04x}",
+                        str(text))
+
+
+def counted(n: int, word: str) -> str:
+    """`1 report`, `2 reports`: a count with its noun (plural by `s`)."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def progress_bar(*columns: str | ProgressColumn, console: Console, quiet: bool = False) -> Progress:
+    """A rich progress bar on `console` (stderr), shown only where that is a terminal: in a log or a pipe a
+    bar cannot redraw, and its last state would be left as a line before the summary or the error."""
+    return Progress(*columns, console=console, disable=quiet or not console.is_terminal)
 
 
 def _terminated(signum: int, frame: Any) -> None:

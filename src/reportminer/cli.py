@@ -13,7 +13,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
                            TextColumn, TimeElapsedColumn)
 from rich.text import Text
 
-from cxrcore.cli import EXIT_SKIPPED, OneLineErrors, printable
+from cxrcore.cli import EXIT_SKIPPED, OneLineErrors, counted, printable, progress_bar
 from cxrcore.errors import InputError
 from cxrcore.output import Outputs, json_text
 
@@ -49,7 +49,7 @@ def main() -> None:
 @click.option("--evidence", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write every mention with its sentence and the rule that decided it.")
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="parquet", show_default=True,
-              help="parquet (SPEC.md's labels.parquet), or chexpert-csv: the CheXpert labeler's CSV layout, one row "
+              help="parquet (docs/SPEC.md's labels.parquet), or chexpert-csv: the CheXpert labeler's CSV layout, one row "
                    "per report (Reports, then each label as 1.0, 0.0, -1.0 or blank).")
 @click.option("--lexicon", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Lexicon folder (labeler.yaml, rules/, schemas/); default: the one shipped.")
@@ -98,7 +98,7 @@ def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, output_
         runner.abort()
         raise
     runner.close()
-    say(f"labeled {outcome.reports} reports ({outcome.rows} rows) → {output}"
+    say(f"labeled {counted(outcome.reports, 'report')} ({counted(outcome.rows, 'row')}) → {output}"
         + (f"; mentions → {evidence}" if evidence else "")
         + (f"; skipped {len(outcome.skipped)} (listed above)" if outcome.skipped else ""))
     if outcome.skipped:
@@ -125,8 +125,8 @@ class _RateColumn(ProgressColumn):
 
 
 def _progress(quiet: bool) -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    _RateColumn(), TimeElapsedColumn(), console=err, disable=quiet, transient=False)
+    return progress_bar(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        _RateColumn(), TimeElapsedColumn(), console=err, quiet=quiet)
 
 
 
@@ -441,10 +441,11 @@ def check_lexicon_command(folder: Path, only: str | None, model: str) -> None:
     from .lexicon_check import check_lexicon
     from .parse import load_model
 
-    nlp, bad, names = load_model(model), 0, [only] if only else schemas(folder) or [DEFAULT_SCHEMA]
+    bad, names = 0, [only] if only else schemas(folder) or [DEFAULT_SCHEMA]
+    lexicons = [load_lexicon(folder, name) for name in names]  # every file refused or read before the parser loads
+    nlp = load_model(model)
     not_applying: set[str] | None = None
-    for name in names:
-        lex = load_lexicon(folder, name)
+    for name, lex in zip(names, lexicons):
         count, failures, skipped = check_lexicon(lex, nlp, strict=len(names) == 1)
         not_applying = skipped if not_applying is None else not_applying & skipped
         for failure in failures:

@@ -3,14 +3,20 @@
 A report that cannot be used becomes a `Skipped` record naming the file (and row) and the reason,
 never an exception that stops the run and never a silent `None`: an unreadable file or folder, a
 wrong encoding, a broken XML file or JSONL line, a text cell that is not text, a report longer than
-the lexicon's `limits.report_chars`. Only a table that cannot be read at all (no `report_id`
-column, a text column of numbers) stops the run, with one line naming the file and column.
+the lexicon's `limits.report_chars`, an id holding half a surrogate pair. Only a table that cannot be
+read at all (no `report_id` column, a text column of numbers) stops the run, with one line naming the
+file and column.
+
+Every report's text is cleaned before anything parses it (`clean_text`): control characters and lone
+surrogates (JSON's `"\udcff"`) are replaced one for one, so offsets hold; a report left with nothing
+but blanks is skipped and named.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -28,6 +34,8 @@ TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "p
 REPORT_SUFFIXES = (".xml", ".txt")
 OPTIONAL_COLUMNS = ("image_id", "patient_id", "image_path")
 MAX_BYTES_PER_CHAR = 4  # UTF-8: a file this many times the character limit cannot be within it
+_UNCLEAN = re.compile("[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -78,7 +86,7 @@ def read_inputs(paths: list[str | Path], settings: ReadSettings) -> Iterator[Rec
             if path.suffix.lower() in REPORT_SUFFIXES:
                 yield from read_report_file(path, settings)
             elif kind:
-                yield from _bounded(read_table(path, kind, settings), settings.max_chars)
+                yield from _usable(read_table(path, kind, settings), settings.max_chars)
             else:
                 raise InputError(f"{path}: unknown input type; give a folder of .xml/.txt reports or a "
                                  f".csv, .parquet or .jsonl table")
@@ -120,17 +128,37 @@ def read_report_file(path: Path, settings: ReadSettings) -> Iterator[Record]:
         return
     records = read_xml(path, data, settings.encoding) if path.suffix.lower() == ".xml" else \
         read_txt(path, data, settings.encoding)
-    yield from _bounded(records, settings.max_chars)
+    yield from _usable(records, settings.max_chars)
 
 
-def _bounded(records: Iterator[Record], max_chars: int) -> Iterator[Record]:
-    """Reports over the length limit become named skips (one gigantic report never stops an archive)."""
+def clean_text(text: str) -> str:
+    """Text safe for the parser and for UTF-8 outputs, of the same length: a vertical tab or form feed
+    becomes a line break, another control character a space, half a surrogate pair U+FFFD."""
+    if not _UNCLEAN.search(text):
+        return text
+    return _UNCLEAN.sub(lambda m: "\n" if m.group() in "\x0b\x0c" else "\ufffd" if m.group() >= "\ud800" else " ",
+                        text)
+
+
+def _usable(records: Iterator[Record], max_chars: int) -> Iterator[Record]:
+    """Reports cleaned (`clean_text`); those over the length limit, left blank by cleaning or with an id that
+    UTF-8 cannot hold become named skips (one gigantic or broken report never stops an archive)."""
     for record in records:
-        if isinstance(record, Report) and len(record.text) > max_chars:
+        if not isinstance(record, Report):
+            yield record
+        elif len(record.text) > max_chars:
             yield Skipped(record.source, f"report {record.report_id} has {len(record.text):,} characters, more than "
                                          f"the {max_chars:,} a report may have (labeler.yaml limits.report_chars)")
+        elif any(_SURROGATE.search(v or "") for v in (record.report_id, record.patient_id,
+                                                      *(x for image in record.images for x in image))):
+            yield Skipped(record.source, f"report {record.report_id}: an id or image path holds half a surrogate "
+                                         f"pair (a character UTF-8 cannot store); fix the id")
         else:
-            yield record
+            record.text = clean_text(record.text)
+            if record.text.strip():
+                yield record
+            else:
+                yield Skipped(record.source, f"report {record.report_id}: nothing but control characters")
 
 
 def compose(sections: list[tuple[str, str]]) -> tuple[str, list[tuple[str, int, int]]]:
