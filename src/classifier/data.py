@@ -1,6 +1,6 @@
 """labels.parquet → image paths, label matrix and patient-safe splits → batches of tensors.
 
-Paths follow SPEC.md: `DIR / image_path` (or `DIR / image_id`, with an extension found on disk);
+Paths follow docs/SPEC.md: `DIR / image_path` (or `DIR / image_id`, with an extension found on disk);
 absolute paths as they are; without `--images`, relative to the labels file's folder. An image that
 cannot be read is reported (file and reason) and left out of its batch; the epoch goes on.
 """

@@ -1,6 +1,6 @@
 """labels.parquet, the contract between the labeler and the classifier: its schema, and one reader.
 
-Columns (SPEC.md): `report_id`, `image_id`, `patient_id`, `image_path` (nullable strings), one int8
+Columns (docs/SPEC.md): `report_id`, `image_id`, `patient_id`, `image_path` (nullable strings), one int8
 column per finding and then the no-finding column, with 1 positive, 0 negative, -1 uncertain and
 null not mentioned; optionally `split` (train | val | test, patient-safe) and other columns.
 """
