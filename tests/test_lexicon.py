@@ -1,7 +1,10 @@
 """The shipped lexicon validates, every example behaves through the real labeler, broken lexicons give
 clear errors, and the settings that used to be code are data that changes what the labeler does."""
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,11 +155,48 @@ def test_explain_shows_mentions_graph_rules_and_decision():
     assert result.exit_code == 0, result.output
     assert "parsed as: No change in the west opacity, but there is no opacity." in result.output
     assert "Effusion: 'pleural effusion' at 22-38 -> positive by pos.no_change_in" in result.output
-    assert "change(1) -prep_in-> opacity(5)*" in result.output
-    assert "pos.no_change_in (positive, priority 90) on: No change opacity  <- decides" in result.output
+    assert "change(1) -prep_in-> pleural effusion(5)*" in result.output  # the user's words, not the mask
+    assert "pleural effusion(5)* -compound-> left(4)" in result.output  # "left", not the "west" parsed
+    assert "pos.no_change_in (positive, priority 90) on: No change pleural effusion  <- decides" in result.output
     assert "Pneumothorax" not in result.output
     unknown = CliRunner().invoke(main, ["explain", "No effusion.", "--finding", "Effusions"])
     assert unknown.exit_code == 2 and "'Effusions' is not a finding of this lexicon" in unknown.output
+
+
+def test_explain_cuts_a_text_into_the_sentences_label_sees():
+    result = CliRunner().invoke(main, ["explain", "No pneumothorax. Small left pleural effusion."])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("sentence:  ") == 2
+    assert "Pneumothorax: 'pneumothorax' at 3-15 -> negative by neg.no" in result.output
+    assert "Effusion: 'pleural effusion' at 11-27 -> positive by pos.default" in result.output
+
+
+def console_blocks(path: Path) -> list[tuple[str, list[str]]]:
+    """Each `$ command` of a doc's ```console blocks, with the lines it prints there."""
+    out: list[tuple[str, list[str]]] = []
+    inside = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            inside = line == "```console"
+        elif inside and line.startswith("$ "):
+            out.append((line[2:], []))
+        elif inside:
+            out[-1][1].append(line)
+    return out
+
+
+def test_the_console_blocks_of_rules_md_are_the_real_output(tmp_path):
+    """docs/rules.md shows commands with their output: run each in a copy of the repo's lexicons and compare
+    what it prints, line for line (so the page cannot go stale)."""
+    shutil.copytree(ROOT / "lexicons", tmp_path / "lexicons")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PYTHONUNBUFFERED": "1"}
+    commands = console_blocks(ROOT / "docs" / "rules.md")
+    assert any(c.startswith("reportminer explain") for c, _ in commands)
+    for command, shown in commands:
+        done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=600)
+        assert done.stdout.splitlines() == shown, f"docs/rules.md: `{command}` now prints:\n{done.stdout}"
 
 
 def test_digest_changes_with_the_files(tmp_path):

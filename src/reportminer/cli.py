@@ -468,8 +468,9 @@ def check_lexicon_command(folder: Path, only: str | None, model: str) -> None:
 @click.option("--schema", default=DEFAULT_SCHEMA, show_default=True, help="The lexicon's schema.")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Installed spaCy pipeline to parse with.")
 def explain(sentence: str, finding: str | None, lexicon: Path | None, schema: str, model: str) -> None:
-    """Show how SENTENCE is labeled: its mentions, the parse around each, every rule that matched, the decision."""
-    from .explain import describe
+    """Show how SENTENCE is labeled: its mentions, the parse around each, every rule that matched, the decision
+    (a longer text is cut into sentences as `label` cuts a report, within the same limits)."""
+    from .explain import explain_text
     from .labeler import Labeler
     from .parse import load_model
 
@@ -477,8 +478,7 @@ def explain(sentence: str, finding: str | None, lexicon: Path | None, schema: st
     if finding is not None and finding not in lex.finding_names:
         raise click.BadParameter(f"{finding!r} is not a finding of this lexicon ({', '.join(lex.finding_names)})",
                                  param_hint="--finding")
-    [mentions] = Labeler(lex, load_model(model)).explain([sentence])
-    click.echo(describe(sentence, [m for m in mentions if finding in (None, m.match.finding)], lex))
+    click.echo(explain_text(sentence, Labeler(lex, load_model(model)), finding))
 
 
 if __name__ == "__main__":
