@@ -29,7 +29,8 @@ def labeled(tmp_path_factory):
 
 def test_label_writes_the_spec_columns_and_types(labeled, lexicon):
     table = pq.read_table(labeled / "labels.parquet")
-    assert table.column_names == ["report_id", "image_id", "patient_id", "image_path", *lexicon.label_columns]
+    assert table.column_names == ["report_id", "image_id", "patient_id", "image_path", *lexicon.label_columns,
+                                  "report_digest"]
     assert all(str(table.schema.field(c).type) == "int8" for c in lexicon.label_columns)
     assert table.num_rows == 34
 

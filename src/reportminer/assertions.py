@@ -46,18 +46,26 @@ def decide(graph: nx.MultiDiGraph, head: int, lexicon: Lexicon, sign: bool = Fal
     """(assertion, rule id) for the mention whose head token is `head`; `sign` for an indirect sign,
     `absent` for a statement that the finding is absent (decided by the statement, not by rules). An
     asserted mention in a sentence asked as a question ("?pneumonia", "Effusion?") becomes `query`."""
+    kind, rule, _ = decide_matched(graph, head, lexicon, sign, absent)
+    return kind, rule
+
+
+def decide_matched(graph: nx.MultiDiGraph, head: int, lexicon: Lexicon, sign: bool = False,
+                   absent: bool = False) -> tuple[str, str, str | None]:
+    """`decide`, and the id of the rule whose pattern matched (None when none did): the rule the decision
+    rests on even when a sign or a question renames it, which an edit of the rules is checked against."""
     if absent:
-        return lexicon.assertions.absent_kind, lexicon.assertions.absent_rule
+        return lexicon.assertions.absent_kind, lexicon.assertions.absent_rule, None
     found = next(matching_rules(graph, head, lexicon), None)
     if found is None:
-        kind, rule = lexicon.assertions.default_kind, lexicon.assertions.default_rule
+        kind, rule, matched = lexicon.assertions.default_kind, lexicon.assertions.default_rule, None
     else:
-        kind, rule = found[0].kind, found[0].id
+        kind, rule, matched = found[0].kind, found[0].id, found[0].id
     if sign and kind == "positive":
-        return lexicon.assertions.sign_kind, lexicon.assertions.sign_rule
+        return lexicon.assertions.sign_kind, lexicon.assertions.sign_rule, matched
     if kind == "positive" and _asked(graph):
-        return lexicon.assertions.query_kind, lexicon.assertions.query_rule
-    return kind, rule
+        return lexicon.assertions.query_kind, lexicon.assertions.query_rule, matched
+    return kind, rule, matched
 
 
 def _asked(graph: nx.MultiDiGraph) -> bool:

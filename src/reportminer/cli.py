@@ -18,6 +18,7 @@ from cxrcore.errors import InputError
 from cxrcore.output import Outputs, json_text
 
 from . import __version__
+from .cache import CacheSpec
 from .choices import DEFAULT_MODEL, FORMATS, METHODS
 from .lexicon import DEFAULT_SCHEMA, Lexicon, load_lexicon, schemas
 
@@ -44,8 +45,18 @@ def main() -> None:
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="labels.parquet to write (one row per image, or per report when images are unknown).")
+@click.option("--update", "update_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Instead of -o: bring this labels.parquet (and --evidence) up to date with INPUTS, labeling only the "
+                   "reports that are new or changed.")
+@click.option("--prune", is_flag=True, help="With --update: drop the reports that are no longer in INPUTS.")
+@click.option("--relabel-changed-rules", "relabel", is_flag=True,
+              help="With --update of a file labeled with other rules: relabel the reports the changed rules touch.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the decision cache kept between runs [default: $XDG_CACHE_HOME/chestxray-toolkit, "
+                   "else ~/.cache/chestxray-toolkit].")
+@click.option("--no-cache", is_flag=True, help="Neither use nor keep the decision cache.")
 @click.option("--evidence", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write every mention with its sentence and the rule that decided it.")
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="parquet", show_default=True,
@@ -71,38 +82,74 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, output_format: str, lexicon: Path | None,
           schema: str, model: str, method: str, encoding: str, workers: int, engine: str, scheduler: str | None,
-          chunk_size: int, resume: bool, quiet: bool) -> None:
+          chunk_size: int, resume: bool, quiet: bool, update_path: Path | None, prune: bool, relabel: bool,
+          cache_dir: Path | None, no_cache: bool) -> None:
     """Label reports in INPUTS (folders of .xml/.txt, or .csv/.parquet/.jsonl tables)."""
+    from .changes import provenance
     from .engine import Settings, fingerprint, make_engine, run_labeling
     from .readers import ReadSettings, read_inputs
 
+    output = _label_target(output, update_path, prune, relabel, output_format, cache_dir, no_cache)
     lex = load_lexicon(lexicon, schema)
     if lexicon is not None:
         _require_examples(lex, model)
-    settings = Settings(lexicon=lex, model=model, method=method, report_text=output_format == "chexpert-csv")
+    settings = Settings(lexicon=lex, model=model, method=method, report_text=output_format == "chexpert-csv",
+                        cache=None if no_cache else _cache(cache_dir))
     state = fingerprint(list(inputs), settings, chunk_size, evidence is not None, encoding)
     meta = {"version": __version__, "lexicon": lex.folder, "schema": schema, "lexicon_digest": lex.digest,
             "parser_package": model,
             "assertions": method, "inputs": [str(p) for p in inputs], "label_columns": lex.label_columns,
-            "no_finding": lex.no_finding}
+            "no_finding": lex.no_finding, **provenance(lex)}
+    records = read_inputs(list(inputs), ReadSettings(lex.sections.table_columns, encoding, lex.limits.report_chars))
+    plan = None
+    if update_path is not None:
+        from .update import start
+
+        settings, plan, state = start(output, evidence, settings, schema, relabel, prune, state)
+        records = plan.select(records)
     runner = make_engine(engine, workers, scheduler)
     try:
         with _progress(quiet) as progress:
             task = progress.add_task("labeling", total=None)
             outcome = run_labeling(
-                read_inputs(list(inputs), ReadSettings(lex.sections.table_columns, encoding, lex.limits.report_chars)), output,
+                records, output,
                 evidence, settings, meta, lex.label_columns, runner, state, chunk_size, resume,
                 on_skip=lambda r: say(f"skipped {r.source}: {r.reason}"), on_progress=lambda n: progress.advance(task, n),
-                inputs=inputs)
+                inputs=inputs, merge=plan.merge if plan else None)
     except BaseException:
         runner.abort()
         raise
     runner.close()
-    say(f"labeled {counted(outcome.reports, 'report')} ({counted(outcome.rows, 'row')}) → {output}"
-        + (f"; mentions → {evidence}" if evidence else "")
-        + (f"; skipped {len(outcome.skipped)} (listed above)" if outcome.skipped else ""))
+    if plan is not None:
+        say(plan.summary(outcome) + (f"; skipped {len(outcome.skipped)} (listed above)" if outcome.skipped else ""))
+    else:
+        say(f"labeled {counted(outcome.reports, 'report')} ({counted(outcome.rows, 'row')}) → {output}"
+            + (f"; mentions → {evidence}" if evidence else "")
+            + (f"; skipped {len(outcome.skipped)} (listed above)" if outcome.skipped else ""))
     if outcome.skipped:
         sys.exit(EXIT_SKIPPED)
+
+
+def _label_target(output: Path | None, update_path: Path | None, prune: bool, relabel: bool, output_format: str,
+                  cache_dir: Path | None, no_cache: bool) -> Path:
+    """The file `label` writes: -o, or the one --update brings up to date (the options that go with each)."""
+    if (output is None) == (update_path is None):
+        raise click.UsageError("give -o OUTPUT to label afresh, or --update OUTPUT to bring an earlier output up to date")
+    if update_path is None and (prune or relabel):
+        raise click.UsageError(f"{'--prune' if prune else '--relabel-changed-rules'} goes with --update OUTPUT")
+    if update_path is not None and output_format != "parquet":
+        raise click.UsageError("--update works on labels.parquet; label afresh for --format chexpert-csv")
+    if cache_dir is not None and no_cache:
+        raise click.UsageError("--cache DIR and --no-cache contradict each other; give one")
+    return output or update_path  # type: ignore[return-value]
+
+
+def _cache(folder: Path | None) -> CacheSpec | None:
+    """The decision cache to use: --cache DIR, else the user's cache folder (a warning and none if unusable)."""
+    from .cache import default_folder, prepare
+
+    path = prepare(folder or default_folder(), explicit=folder is not None, warn=say)
+    return CacheSpec(str(path)) if path is not None else None
 
 
 def _require_examples(lexicon: Lexicon, model: str) -> None:

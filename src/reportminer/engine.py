@@ -4,8 +4,10 @@ The input is read once, in order, and cut into chunks of `chunk_size` records. E
 labeled by `label_chunk` (a pure function of the chunk and the `Settings`, so any process or cluster
 worker gives the same rows) and written as its own part file in a folder beside the output. A chunk
 is done when its `.done.json` exists; `resume=True` skips done chunks. When every chunk is done, the
-parts are copied in order into the output (and evidence) file, atomically, and the folder removed.
+parts are copied in order into the output (and evidence) file, atomically, and the folder removed
+(or handed to `merge`, which `--update` uses to splice them into the labels it keeps).
 Memory stays flat: at most `window` chunks are in flight, and nothing else is kept per report.
+An input of one chunk is labeled in this process: starting workers would cost more than it saves.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import json
 import os
 import shutil
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass
-from itertools import islice
+from dataclasses import asdict, dataclass, field
+from itertools import chain, islice
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -29,14 +31,22 @@ from cxrcore.labels import label_schema
 from cxrcore.output import Outputs, atomic_path, atomic_text, encode_metadata, exclusive
 from cxrcore.workers import watch_parent
 
+from .cache import CacheSpec, DecisionStore, decision_key, parse_key
 from .evidence import MENTION_SCHEMA
-from .labeler import Labeler
+from .labeler import Carry, Labeler
 from .lexicon import Lexicon
-from .parse import load_model, model_description
+from .parse import model_identity
 from .readers import Record, Report, Skipped
 
 PARTS_SUFFIX = ".parts"
 REPORT_TEXT = "Reports"  # the CheXpert labeler's column of report texts
+DIGEST_COLUMN = "report_digest"  # of each report's content, for `label --update`
+
+
+def report_digest(report: Report) -> str:
+    """A digest of everything a report's rows are made from (not where it was read from)."""
+    content = json.dumps([report.report_id, report.text, report.sections, report.images, report.patient_id])
+    return hashlib.blake2b(content.encode(), digest_size=12).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -50,46 +60,77 @@ class Settings:
     model: str
     method: str
     report_text: bool = False  # keep each report's text beside its labels (the CheXpert CSV layout needs it)
+    cache: CacheSpec | None = None  # the persistent decision cache (cache.py), None for none
+    carry: Carry | None = None  # `--relabel-changed-rules`: the earlier lexicon's decisions that may be reused
 
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.lexicon.digest, self.model, self.method)
 
 
-_LABELERS: dict[tuple[str, str, str], Labeler] = {}  # per worker process, built on first use
+_LABELERS: dict[tuple[Any, ...], Labeler] = {}  # per worker process, built on first use
 _LABELER_LIMIT = 4  # a long-lived worker that sees many lexicons keeps only the latest few
 
 
+def keys(settings: Settings) -> tuple[str, str]:
+    """(decision namespace, parse namespace) of the cache for `settings`, with this machine's spaCy and model."""
+    description, spacy_version = model_identity(settings.model)
+    parses = parse_key(settings.model, description, spacy_version)
+    return decision_key(parses, settings.lexicon.digest, settings.method), parses
+
+
 def labeler_for(settings: Settings) -> Labeler:
-    """This process's labeler for `settings` (loading a spaCy model takes a second; do it once)."""
-    if settings.key not in _LABELERS:
+    """This process's labeler for `settings` (the model is loaded when a sentence must first be parsed)."""
+    key = (*settings.key, settings.cache, settings.carry)
+    if key not in _LABELERS:
         if len(_LABELERS) >= _LABELER_LIMIT:
-            _LABELERS.pop(next(iter(_LABELERS)))
-        _LABELERS[settings.key] = Labeler(settings.lexicon, load_model(settings.model), method=settings.method)
-    return _LABELERS[settings.key]
+            old = _LABELERS.pop(next(iter(_LABELERS)))
+            if old.store is not None:
+                old.store.close()
+        store = DecisionStore(settings.cache, *keys(settings)) if settings.cache else None
+        _LABELERS[key] = Labeler(settings.lexicon, settings.model, method=settings.method, store=store,
+                                 carry=settings.carry)
+    return _LABELERS[key]
 
 
-def describe_model(settings: Settings) -> str:
-    """The parser's name and version, as a worker sees it (also fails early if it is missing)."""
-    return model_description(labeler_for(settings).nlp)
+def describe_model(settings: Settings) -> dict[str, str]:
+    """The parser's name and version and the cache's namespace, as a worker sees them (this fails early
+    when the model is missing)."""
+    description, _ = model_identity(settings.model)
+    decisions, parses = keys(settings)
+    return {"parser": description, "cache_key": decisions, "cache_parse_key": parses}
 
 
-def label_chunk(reports: list[Report], settings: Settings) -> tuple[pa.Table, pa.Table]:
-    """Labels (one row per image) and mentions of a chunk of reports, as Arrow tables."""
+def label_chunk(reports: list[Report], settings: Settings, with_mentions: bool = True
+                ) -> tuple[pa.Table, pa.Table | None, list[str]]:
+    """Labels (one row per image) and mentions of a chunk of reports, as Arrow tables, and how many of the
+    reports have a sentence the changed rules touch (with `settings.carry`; ids)."""
     labeler = labeler_for(settings)
     rows: list[dict[str, Any]] = []
     mentions: list[dict[str, Any]] = []
+    touched: list[str] = []
     for done in labeler.label(reports):
         report = done.report
         text = {REPORT_TEXT: report.text} if settings.report_text else {}
+        digest = report_digest(report)
         for image_id, image_path in report.images or [(None, None)]:
             rows.append({"report_id": report.report_id, "image_id": image_id, "patient_id": report.patient_id,
-                         "image_path": image_path, **done.labels, **text})
-        mentions.extend({"report_id": report.report_id, **asdict(m)} for m in done.mentions)
-    schema = label_schema(labeler.lexicon.label_columns, {})
-    if settings.report_text:
+                         "image_path": image_path, **done.labels, **text, DIGEST_COLUMN: digest})
+        if with_mentions:
+            mentions.extend({"report_id": report.report_id, **vars(m)} for m in done.mentions)
+        if done.touched:
+            touched.append(report.report_id)
+    schema = labels_part_schema(labeler.lexicon.label_columns, settings.report_text)
+    evidence = pa.Table.from_pylist(mentions, schema=MENTION_SCHEMA) if with_mentions else None
+    return pa.Table.from_pylist(rows, schema=schema), evidence, touched
+
+
+def labels_part_schema(label_columns: list[str], report_text: bool) -> pa.Schema:
+    """The labels' columns as `label` writes them: SPEC's, the report text for the CheXpert layout, the digest."""
+    schema = label_schema(label_columns, {})
+    if report_text:
         schema = schema.append(pa.field(REPORT_TEXT, pa.string()))
-    return pa.Table.from_pylist(rows, schema=schema), pa.Table.from_pylist(mentions, schema=MENTION_SCHEMA)
+    return schema.append(pa.field(DIGEST_COLUMN, pa.string()))
 
 
 # --- engines: submit work, wait for some of it ------------------------------------------------
@@ -98,6 +139,7 @@ class InlineEngine:
     """Runs each chunk in this process as it is submitted (one worker; nothing to pickle)."""
 
     workers = 1
+    local = True
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         future: Future = Future()
@@ -118,7 +160,10 @@ class InlineEngine:
 
 
 class ProcessEngine:
-    """A pool of local processes (spawned, so each loads its own model once) that die with their parent."""
+    """A pool of local processes (spawned, so each loads its own model once) that die with their parent.
+    The processes start with the first chunk submitted."""
+
+    local = True
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
@@ -146,6 +191,8 @@ class ProcessEngine:
 
 class DaskEngine:
     """A Dask distributed cluster: `scheduler` is its address (tcp://host:8786) or a Client."""
+
+    local = False
 
     def __init__(self, scheduler: Any) -> None:
         try:
@@ -198,6 +245,7 @@ class Outcome:
     reports: int
     rows: int
     skipped: list[Skipped]
+    touched: list[str] = field(default_factory=list)  # with `Settings.carry`: reports the changed rules touch
 
 
 def parts_folder(output: Path) -> Path:
@@ -218,16 +266,17 @@ def fingerprint(inputs: list[Path], settings: Settings, chunk_size: int, evidenc
 def run_labeling(records: Iterable[Record], output: Path, evidence: Path | None, settings: Settings,
                  meta: dict[str, Any], label_columns: list[str], engine: Any, state: str, chunk_size: int,
                  resume: bool, on_skip: Callable[[Skipped], None], on_progress: Callable[[int], None],
-                 inputs: Iterable[Path] = ()) -> Outcome:
+                 inputs: Iterable[Path] = (), merge: Merge | None = None) -> Outcome:
     """Label every record into `output` (and `evidence`), continuing a killed run when `resume`.
 
     The outputs are checked before any work and written together at the end; the output's lock is
-    held throughout, so a second run on the same output (or parts folder) is refused."""
+    held throughout, so a second run on the same output (or parts folder) is refused. `merge` writes
+    the outputs from the parts instead of `_merge` (and may find no report labeled normal)."""
     with Outputs([output, evidence], inputs) as outputs, exclusive(output, *([evidence] if evidence else [])):
         parts = _prepare_parts(output, state, resume)
         try:
             outcome = _run(records, parts, output, evidence, settings, meta, label_columns, engine, chunk_size,
-                           on_skip, on_progress, outputs)
+                           on_skip, on_progress, outputs, merge)
         except ToolkitError:
             # Bad input or settings: the parts cannot be resumed (fixing the input changes the fingerprint).
             # A killed or crashed run keeps them for --resume.
@@ -238,29 +287,48 @@ def run_labeling(records: Iterable[Record], output: Path, evidence: Path | None,
         return outcome
 
 
+# Writes the outputs from the finished parts: (parts folder, outputs, metadata, outcome) → label rows written.
+Merge = Callable[[Path, Outputs, dict[str, Any], Outcome], int]
+
+
 def _run(records: Iterable[Record], parts: Path, output: Path, evidence: Path | None, settings: Settings,
          meta: dict[str, Any], label_columns: list[str], engine: Any, chunk_size: int,
-         on_skip: Callable[[Skipped], None], on_progress: Callable[[int], None], outputs: Outputs) -> Outcome:
-    meta = {**meta, "parser": engine.submit(describe_model, settings).result()}
+         on_skip: Callable[[Skipped], None], on_progress: Callable[[int], None], outputs: Outputs,
+         merge: Merge | None) -> Outcome:
+    # Local workers share this machine's model and spaCy, so this process can say which they are.
+    described = describe_model(settings) if engine.local else engine.submit(describe_model, settings).result()
+    meta = {**meta, **described}
     outcome = Outcome(0, 0, [])
     pending: dict[Any, tuple[int, int, list[Skipped]]] = {}
+    chunks = _chunks(records, chunk_size)
+    first = list(islice(chunks, 2))
+    if len(first) < 2 and engine.local:
+        engine = InlineEngine()  # one chunk: workers would only add their start-up
     window = 2 * engine.workers
-    for index, chunk in enumerate(_chunks(records, chunk_size)):
+    for index, chunk in enumerate(chain(first, chunks)):
         reports = [r for r in chunk if isinstance(r, Report)]
         skipped = [r for r in chunk if isinstance(r, Skipped)]
         done_file = parts / f"{index:06d}.done.json"
         if done_file.exists():
+            done = json.loads(done_file.read_text())
             outcome.skipped += skipped
             outcome.reports += len(reports)
+            outcome.touched += done.get("touched", [])
             on_progress(len(reports))
             continue
         for record in skipped:
             on_skip(record)
-        pending[engine.submit(label_chunk, reports, settings)] = (index, len(reports), skipped)
+        if not reports and merge is not None:
+            _write_part(parts, index, None, None, [], 0, skipped)
+            continue
+        pending[engine.submit(label_chunk, reports, settings, evidence is not None)] = (index, len(reports), skipped)
         while len(pending) >= window:
-            _collect(engine, pending, parts, evidence is not None, outcome, on_progress)
+            _collect(engine, pending, parts, outcome, on_progress)
     while pending:
-        _collect(engine, pending, parts, evidence is not None, outcome, on_progress)
+        _collect(engine, pending, parts, outcome, on_progress)
+    if merge is not None:
+        outcome.rows = merge(parts, outputs, meta, outcome)
+        return outcome
     if outcome.reports == 0:
         raise InputError(f"no report could be labeled ({len(outcome.skipped)} skipped, each named above); "
                          f"nothing was written, {output} is untouched")
@@ -306,20 +374,28 @@ def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-def _collect(engine: Any, pending: dict[Any, tuple[int, int, list[Skipped]]], parts: Path, with_mentions: bool,
-             outcome: Outcome, on_progress: Callable[[int], None]) -> None:
-    """Write the part files of whichever chunks have finished; the `.done.json` last."""
+def _collect(engine: Any, pending: dict[Any, tuple[int, int, list[Skipped]]], parts: Path, outcome: Outcome,
+             on_progress: Callable[[int], None]) -> None:
+    """Write the part files of whichever chunks have finished."""
     for future in engine.wait_some(pending):
         index, reports, skipped = pending.pop(future)
-        labels, mentions = future.result()
-        for kind, table in (("labels", labels), ("mentions", mentions))[: 2 if with_mentions else 1]:
-            with atomic_path(parts / f"{index:06d}.{kind}.parquet") as tmp:
-                pq.write_table(table, tmp)
-        atomic_text(parts / f"{index:06d}.done.json",
-                    json.dumps({"reports": reports, "skipped": [asdict(s) for s in skipped]}))
+        labels, mentions, touched = future.result()
+        _write_part(parts, index, labels, mentions, touched, reports, skipped)
         outcome.reports += reports
         outcome.skipped += skipped
+        outcome.touched += touched
         on_progress(reports)
+
+
+def _write_part(parts: Path, index: int, labels: pa.Table | None, mentions: pa.Table | None, touched: list[str],
+                reports: int, skipped: list[Skipped]) -> None:
+    """A chunk's part files; the `.done.json` last."""
+    for kind, table in (("labels", labels), ("mentions", mentions)):
+        if table is not None:
+            with atomic_path(parts / f"{index:06d}.{kind}.parquet") as tmp:
+                pq.write_table(table, tmp)
+    atomic_text(parts / f"{index:06d}.done.json",
+                json.dumps({"reports": reports, "skipped": [asdict(s) for s in skipped], "touched": touched}))
 
 
 def _merge(parts: Path, output: Path, evidence: Path | None, label_columns: list[str], meta: dict[str, Any],

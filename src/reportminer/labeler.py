@@ -2,7 +2,10 @@
 
 Only sentences that name a finding are parsed, and each distinct sentence is decided once (reports
 repeat sentences heavily), so the parser's cost grows with the vocabulary of findings, not with
-the archive.
+the archive. A `DecisionStore` (cache.py) keeps the decisions, and the parses behind them, between
+runs and shares them between the processes of a run: a sentence decided yesterday, or by the other
+worker a moment ago, is looked up. With `Carry`, decisions made under an earlier version of the
+lexicon are reused for sentences that no changed rule touches (`--relabel-changed-rules`).
 
 Before parsing, each mention found by a synonym is replaced by a plain noun (labeler.yaml
 `parse.mask`): the small parser reads "no parenchymal infiltrates" as a verb phrase and lists of
@@ -15,20 +18,24 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import networkx as nx
-from spacy.language import Language
 
 from .aggregate import aggregate
-from .choices import METHODS
-from .assertions import decide, matching_rules
+from .assertions import decide, decide_matched, matching_rules, phrase_heads
 from .attributes import ATTRIBUTE_NAMES, describe
+from .cache import DecisionStore
+from .choices import METHODS
 from .lexicon import Lexicon, ParseSettings, Rule
 from .mentions import Match, MentionFinder
-from .parse import parse_sentences, sentence_graph
+from .parse import decode_parse, encode_parse, load_model, parse_sentences, sentence_graph
 from .readers import Report
 from .sections import normalise, select_sections, split_sentences
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from spacy.tokens import Doc
 
 CACHE_LIMIT = 200_000  # distinct sentences remembered; the cache starts afresh past this, to bound memory
 
@@ -58,13 +65,25 @@ class Labeled:
     report: Report
     labels: dict[str, int | None]
     mentions: list[Mention]
+    touched: bool = False  # with `Carry`: a sentence of the report is touched by the changed rules
 
 
-# A sentence's decisions: (finding, start, end, assertion, rule, (side, severity, change)) with offsets
-# inside the sentence; the baselines and normal phrases state no attribute.
+# A sentence's decisions: (finding, start, end, assertion, rule, (side, severity, change), matched rule) with
+# offsets inside the sentence; the baselines and normal phrases state no attribute. The matched rule is
+# the lexicon rule whose pattern decided (None for none): the one an edit of the rules is checked against.
+# Read back from the cache, the tuples are lists.
 Attributes = tuple[str | None, str | None, str | None]
-Decision = tuple[str, int, int, str, str, Attributes]
+Decision = tuple[str, int, int, str, str, Attributes, str | None]
 NO_ATTRIBUTES: Attributes = (None, None, None)
+
+
+@dataclass(frozen=True)
+class Carry:
+    """Decisions made under an earlier lexicon (their cache namespace) and the rules that changed since:
+    a sentence whose decisions rest on no changed rule, and where no changed rule matches now, keeps them."""
+
+    namespace: str
+    changed: frozenset[str]
 
 
 @dataclass
@@ -84,24 +103,33 @@ class Explanation:
 class Labeler:
     """Holds the lexicon, the compiled synonyms and the parser; labels reports in batches."""
 
-    def __init__(self, lexicon: Lexicon, nlp: Language, method: str = "rules", batch_size: int = 256,
-                 cache: bool = True) -> None:
-        """`cache` False decides every sentence where it occurs, as a labeler without the cache would
-        (for like-for-like speed measurements); labels are the same either way."""
+    def __init__(self, lexicon: Lexicon, nlp: Language | str, method: str = "rules", batch_size: int = 256,
+                 cache: bool = True, store: DecisionStore | None = None, carry: Carry | None = None) -> None:
+        """`nlp` is a loaded pipeline or the name of one, loaded when a sentence must first be parsed (a run
+        the cache serves never loads it). `cache` False decides every sentence where it occurs, as a
+        labeler without the cache would (for like-for-like speed measurements; `store` is then unused);
+        labels are the same either way. `store`: the persistent cache; `carry`: see `Carry`."""
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.lexicon = lexicon
-        self.nlp = nlp
+        self._nlp = None if isinstance(nlp, str) else nlp
+        self._model = nlp if isinstance(nlp, str) else None
         self.method = method
         self.batch_size = batch_size
         self.cache = cache
+        self.store = store if cache else None
+        self.carry = carry
+        self.touched: set[str] = set()  # with `carry`: sentences the changed rules touch (or never decided before)
         self.finder = MentionFinder(lexicon)
         self._cache: dict[str, list[Decision]] = {}
         self._negex: Callable[[str, list[Match]], list[Decision]] | None = None
-        if method == "negex":
-            from .baselines import negex_decider
+        self._vocab: Any = None
 
-            self._negex = negex_decider(nlp)
+    @property
+    def nlp(self) -> Language:
+        if self._nlp is None:
+            self._nlp = load_model(self._model)
+        return self._nlp
 
     def label(self, reports: Iterable[Report]) -> Iterator[Labeled]:
         """Label reports, `batch_size` at a time, in input order."""
@@ -119,19 +147,53 @@ class Labeler:
             self._cache.clear()
         layouts = [self._layout(r) for r in reports]
         if self.cache:
-            todo = sorted({s for layout in layouts for _, _, _, s, _ in layout if s not in self._cache})
+            self._fill(sorted({s for layout in layouts for _, _, _, s, _ in layout if s not in self._cache}))
         else:
-            todo = [s for layout in layouts for _, _, _, s, _ in layout]
-        self._decide(todo)
+            self._cache.update(self._decide([s for layout in layouts for _, _, _, s, _ in layout]))
         for report, layout in zip(reports, layouts):
             mentions: list[Mention] = []
             for section, index, offset, sentence, original in layout:
-                for finding, a, b, assertion, rule, attributes in self._cache[sentence]:
+                for finding, a, b, assertion, rule, attributes, _ in self._cache[sentence]:
                     mentions.append(Mention(finding, section, index, offset + a, offset + b,
                                             report.text[offset + a:offset + b], original, assertion, rule, *attributes))
             labels = aggregate(((m.finding, m.assertion) for m in mentions), self.lexicon.finding_names,
                                self.lexicon.precedence, self.lexicon.schema)
-            yield Labeled(report, labels, mentions)
+            yield Labeled(report, labels, mentions,
+                          bool(self.touched) and any(s in self.touched for _, _, _, s, _ in layout))
+
+    def _fill(self, sentences: list[str]) -> None:
+        """Decisions for sentences not in memory: carried over (with `carry`), from the store, or decided
+        (then stored). With `carry` every sentence is checked, so that `touched` is the same in every process."""
+        carried = self._carried(sentences) if self.carry and self.store and sentences else {}
+        rest = [s for s in sentences if s not in carried]
+        if self.carry:
+            self.touched.update(rest)
+        found = self.store.get("decisions", rest) if self.store else {}
+        decided = self._decide([s for s in rest if s not in found])
+        self._cache.update(carried)
+        self._cache.update(found)
+        self._cache.update(decided)
+        if self.store:
+            self.store.put("decisions", {**carried, **decided})
+
+    def _carried(self, sentences: list[str]) -> dict[str, list[Decision]]:
+        """The earlier lexicon's decisions of sentences no changed rule touches: none of their decisions
+        rests on a changed rule, and no changed rule, as it reads now, matches one of their mentions."""
+        assert self.carry is not None and self.store is not None
+        changed = self.carry.changed
+        old = self.store.get("decisions", sentences, namespace=self.carry.namespace)
+        kept = {s: d for s, d in old.items() if not any(decision[6] in changed for decision in d)}
+        rules = [r for r in self.lexicon.rules if r.id in changed]
+        if self.method != "rules" or not rules:
+            return kept
+        items = [(s, [m for m in self.finder.find(s) if not m.absent]) for s in kept]
+        items = [(s, matches) for s, matches in items if matches]
+        links = self.lexicon.assertions.phrase_links
+        for (sentence, _), (graph, heads) in zip(items, self._graphs(items)):
+            anchors = {a for head in heads for a in phrase_heads(graph, head, links)}
+            if any(rule.match(graph, anchor) is not None for rule in rules for anchor in anchors):
+                del kept[sentence]
+        return kept
 
     def _layout(self, report: Report) -> list[tuple[str, int, int, str, str]]:
         """(section, sentence index, offset, normalised sentence, original sentence) for each sentence."""
@@ -150,32 +212,61 @@ class Labeler:
                 return lowered
         return sentence
 
-    def _decide(self, sentences: list[str]) -> None:
-        """Fill the cache for sentences not yet seen; only those naming a finding are parsed."""
+    def _decide(self, sentences: list[str]) -> dict[str, list[Decision]]:
+        """The decisions of each sentence; only those naming a finding are parsed."""
+        out: dict[str, list[Decision]] = {}
         needing_parse = []
         for sentence in sentences:
             matches = self.finder.find(sentence)
-            normal = [(m.finding, m.start, m.end, "positive", self.lexicon.normal_rule, NO_ATTRIBUTES)
+            normal = [(m.finding, m.start, m.end, "positive", self.lexicon.normal_rule, NO_ATTRIBUTES, None)
                       for m in self.finder.find_normal(sentence)]
             # A statement of absence ("heart size is normal") is decided by the lexicon, whatever the method.
             stated = [(m.finding, m.start, m.end, self.lexicon.assertions.absent_kind,
-                       self.lexicon.assertions.absent_rule, NO_ATTRIBUTES) for m in matches if m.absent]
+                       self.lexicon.assertions.absent_rule, NO_ATTRIBUTES, None) for m in matches if m.absent]
             if not matches:
-                self._cache[sentence] = normal
+                out[sentence] = normal
             elif self.method == "keyword":
-                self._cache[sentence] = [(m.finding, m.start, m.end, "positive", "keyword", NO_ATTRIBUTES)
-                                         for m in matches if not m.absent] + stated + normal
-            elif self._negex is not None:
+                out[sentence] = [(m.finding, m.start, m.end, "positive", "keyword", NO_ATTRIBUTES, None)
+                                 for m in matches if not m.absent] + stated + normal
+            elif self.method == "negex":
                 named = [m for m in matches if not m.absent]
-                self._cache[sentence] = [(*d, NO_ATTRIBUTES) for d in self._negex(sentence, named)] + stated + normal
+                out[sentence] = [(*d, NO_ATTRIBUTES, None) for d in self._negex_decider()(sentence, named)] + stated + normal
             else:
                 needing_parse.append((sentence, matches, normal))
-        parsed = parse_mentions(self.nlp, [(s, matches) for s, matches, _ in needing_parse], self.lexicon.parse,
-                                self.batch_size)
+        parsed = self._graphs([(s, matches) for s, matches, _ in needing_parse])
         for (sentence, matches, normal), (graph, heads) in zip(needing_parse, parsed):
-            decisions = [(m.finding, m.start, m.end, *decide(graph, head, self.lexicon, m.sign, m.absent),
-                          _attributes(graph, head, self.lexicon)) for m, head in zip(matches, heads)]
-            self._cache[sentence] = decisions + normal
+            decisions: list[Decision] = []
+            for m, head in zip(matches, heads):
+                assertion, rule, matched = decide_matched(graph, head, self.lexicon, m.sign, m.absent)
+                decisions.append((m.finding, m.start, m.end, assertion, rule, _attributes(graph, head, self.lexicon),
+                                  matched))
+            out[sentence] = decisions + normal
+        return out
+
+    def _negex_decider(self) -> Callable[[str, list[Match]], list[tuple[str, int, int, str, str]]]:
+        if self._negex is None:
+            from .baselines import negex_decider
+
+            self._negex = negex_decider(self.nlp)
+        return self._negex
+
+    def _graphs(self, items: list[tuple[str, list[Match]]]) -> list[tuple[nx.MultiDiGraph, list[int]]]:
+        """For each (sentence, mentions): the masked sentence's graph and each mention's head token. A masked
+        sentence is parsed once, and not at all when the store holds its parse."""
+        masked = [mask_mentions(sentence, matches, self.lexicon.parse) for sentence, matches in items]
+        texts = sorted({text for text, _ in masked})
+        stored = self.store.get("parses", texts) if self.store else {}
+        fresh = [t for t in texts if t not in stored]
+        docs: dict[str, Doc] = dict(zip(fresh, parse_sentences(self.nlp, fresh, self.batch_size)))
+        if self.store and docs:
+            self.store.put("parses", {text: encode_parse(doc) for text, doc in docs.items()})
+        if stored and self._vocab is None:
+            self._vocab = self.nlp.vocab if self._nlp is not None else _blank_vocab(self._model)
+        out = []
+        for text, spans in masked:
+            doc = docs[text] if text in docs else decode_parse(stored[text], self._vocab)
+            out.append((sentence_graph(doc, self.lexicon.parse), _heads(doc, spans)))
+        return out
 
 
     def explain(self, sentences: list[str]) -> list[list[Explanation]]:
@@ -197,14 +288,27 @@ def _attributes(graph: nx.MultiDiGraph, head: int, lexicon: Lexicon) -> Attribut
     return tuple(values[name] for name in ATTRIBUTE_NAMES)  # type: ignore[return-value]
 
 
+def _blank_vocab(model: str | None) -> Any:
+    """A vocabulary to rebuild stored parses with, without loading the pipeline."""
+    from .parse import import_spacy, model_meta
+
+    import_spacy(model or "")
+    import spacy
+
+    return spacy.blank((model_meta(model or "") or {}).get("lang", "en")).vocab
+
+
+def _heads(doc: Doc, spans: list[tuple[int, int]]) -> list[int]:
+    return [doc.char_span(a, b, alignment_mode="expand").root.i for a, b in spans]
+
+
 def parse_mentions(nlp: Language, items: list[tuple[str, list[Match]]], settings: ParseSettings,
                    batch_size: int = 256) -> Iterator[tuple[nx.MultiDiGraph, list[int]]]:
     """For each (sentence, mentions): the masked sentence's graph and each mention's head token."""
     masked = [mask_mentions(sentence, matches, settings) for sentence, matches in items]
     docs = parse_sentences(nlp, (text for text, _ in masked), batch_size)
     for (_, spans), doc in zip(masked, docs):
-        heads = [doc.char_span(a, b, alignment_mode="expand").root.i for a, b in spans]
-        yield sentence_graph(doc, settings), heads
+        yield sentence_graph(doc, settings), _heads(doc, spans)
 
 
 def mask_mentions(sentence: str, matches: list[Match], settings: ParseSettings) -> tuple[str, list[tuple[int, int]]]:

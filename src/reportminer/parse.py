@@ -13,24 +13,78 @@ Which edges make a list, which dependents are shared and which words break a lis
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import json
+import sys
 from functools import lru_cache
-from typing import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
 
 import networkx as nx
-from spacy.language import Language
-from spacy.tokens import Doc, Span
 
 from cxrcore.errors import InputError
 
 from .choices import DEFAULT_MODEL
 from .lexicon import ParseSettings
 
+if TYPE_CHECKING:  # spaCy is imported when a model is loaded (`import_spacy`), not with this module
+    from spacy.language import Language
+    from spacy.tokens import Doc, Span
 
+TORCH_PACKAGES = ("spacy-transformers", "spacy_transformers", "spacy-curated-transformers",
+                  "spacy_curated_transformers", "spacy-llm", "spacy_llm", "torch")
+
+
+def model_meta(name: str) -> dict[str, Any] | None:
+    """The meta.json of an installed pipeline package (or pipeline folder), read without importing spaCy."""
+    path = Path(name)
+    places = [path] if path.is_dir() else []
+    if not places:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        places = [Path(p) for p in (spec.submodule_search_locations or [])] if spec else []
+    for place in places:
+        try:
+            meta = json.loads((place / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict):
+            return meta
+    return None
+
+
+def model_identity(name: str) -> tuple[str, str]:
+    """(the parser as recorded in outputs, spaCy's version), without loading the model where its meta says."""
+    meta = model_meta(name)
+    if meta is None or not {"lang", "name", "version"} <= meta.keys():
+        return model_description(load_model(name)), importlib.metadata.version("spacy")
+    return f"{meta['lang']}_{meta['name']} {meta['version']}", importlib.metadata.version("spacy")
+
+
+def import_spacy(name: str) -> None:
+    """Import spaCy, leaving out torch when neither the process nor the pipeline uses it.
+
+    thinc imports torch when it is installed (the classifier's extra), which doubles spaCy's start-up
+    in every worker; a pipeline that does not ask for torch (its meta's requirements) never uses it."""
+    if "spacy" in sys.modules or "torch" in sys.modules:
+        return
+    requirements = (model_meta(name) or {}).get("requirements") or []
+    if any(str(r).lower().startswith(TORCH_PACKAGES) for r in requirements):
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` fails for thinc.compat only
+    try:
+        import spacy  # noqa: F401
+    finally:
+        del sys.modules["torch"]
 
 
 @lru_cache(maxsize=4)
 def load_model(name: str = DEFAULT_MODEL) -> Language:
     """Load an installed spaCy pipeline by package name (nothing is downloaded)."""
+    import_spacy(name)
     import spacy
 
     try:
@@ -53,6 +107,21 @@ def model_description(nlp: Language) -> str:
 def parse_sentences(nlp: Language, texts: Iterable[str], batch_size: int = 256) -> Iterable[Doc]:
     """Parse many short texts in batches (the parser is the costly step)."""
     return nlp.pipe(texts, batch_size=batch_size)
+
+
+def encode_parse(doc: Doc) -> list[list[Any]]:
+    """A parsed sentence as plain data for the cache: per token its word, spacing, tag, part of speech,
+    dependency, lemma and head (what `sentence_graph` and a mention's head read)."""
+    return [[t.text, t.whitespace_, t.tag_, t.pos_, t.dep_, t.lemma_, t.head.i] for t in doc]
+
+
+def decode_parse(rows: list[list[Any]], vocab: Any) -> Doc:
+    """The Doc of `encode_parse`'s rows, without the parser."""
+    from spacy.tokens import Doc
+
+    columns = list(zip(*rows)) or [()] * 7
+    return Doc(vocab, words=list(columns[0]), spaces=[bool(s) for s in columns[1]], tags=list(columns[2]),
+               pos=list(columns[3]), deps=list(columns[4]), lemmas=list(columns[5]), heads=list(columns[6]))
 
 
 def sentence_graph(sent: Doc | Span, settings: ParseSettings) -> nx.MultiDiGraph:
