@@ -41,7 +41,8 @@ def main(reports: str, gold: str) -> None:
     print("| finding | keyword | NegEx | rules | paper (OpenI) |")
     print("|---|---:|---:|---:|---:|")
     for f in findings:
-        cells = [f"{results[m]['per_finding'][f]['f1']:.3f}" for m in METHODS]
+        cells = [f"{results[m]['per_finding'][f]['f1']:.3f}" if results[m]["per_finding"][f]["support"] else
+                 "n/a" for m in METHODS]
         print(f"| {f} | {' | '.join(cells)} | {PAPER.get(f, '')} |")
     for group in ("with gold positives", "first 8"):
         cells = []
@@ -50,6 +51,10 @@ def main(reports: str, gold: str) -> None:
             cells.append(f"{t['precision']:.3f} / {t['recall']:.3f} / **{t['f1']:.3f}**")
         print(f"| micro P / R / F1, {group} ({len(results['rules']['totals'][group]['findings'])}) | {' | '.join(cells)} | |")
     print(f"| seconds to label (this machine) | {' | '.join(f'{seconds[m]:.1f}' for m in METHODS)} | |")
+    unscored = [f for f in findings if not results["rules"]["per_finding"][f]["support"]]
+    if unscored:
+        print(f"\nn/a: {', '.join(unscored)} has no positive in the gold, so its F1 is undefined; it is left out of the "
+              f"micro figures.")
 
 
 if __name__ == "__main__":

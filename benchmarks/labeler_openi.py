@@ -49,6 +49,13 @@ def micro(labels: Path, gold: pd.DataFrame, work: Path, name: str) -> dict:
     return result
 
 
+def f1_text(figures: dict) -> str:
+    """A finding's F1, or why there is none: with no positive in the gold, F1 is undefined (not 0)."""
+    if figures["support"] == 0:
+        return "n/a (no positive in the gold; left out of the micro figures)"
+    return f"{figures['f1']:.3f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("openi", type=Path, help="folder with reports/ and gold.csv")
@@ -62,7 +69,7 @@ def main() -> None:
         results = {name: micro(cx14, part, work, f"cx14_{n}") for n, (name, part) in enumerate(parts.items())}
         print("ChestX-ray14 schema, F1 per finding (all reports) | the paper's labeler")
         for finding, figures in results["all"]["per_finding"].items():
-            print(f"  {finding:<20}{figures['f1']:.3f}  {PAPER.get(finding, '')}")
+            print(f"  {finding:<20}{f1_text(figures)}  {PAPER.get(finding, '')}")
         for name, result in results.items():
             m = result["totals"]["with gold positives"]["micro"]
             print(f"micro P/R/F1, 13 findings, {name:<16} {m['precision']:.3f} / {m['recall']:.3f} / {m['f1']:.3f}"
@@ -72,7 +79,7 @@ def main() -> None:
         result = micro(chexpert, shared, work, "chexpert")
         m = result["totals"]["with gold positives"]["micro"]
         print("CheXpert schema on the observations both golds share: "
-              + ", ".join(f"{f} {v['f1']:.3f}" for f, v in result["per_finding"].items()))
+              + ", ".join(f"{f} {f1_text(v)}" for f, v in result["per_finding"].items()))
         print(f"micro P/R/F1 over them: {m['precision']:.3f} / {m['recall']:.3f} / {m['f1']:.3f}")
 
 
