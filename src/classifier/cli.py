@@ -199,7 +199,8 @@ def fit(ctx: click.Context, labels: Path, images: Path | None, store: Path | Non
                          accumulate=o["accumulate"], augment=o["augment"], preset=preset)
     main_process = os.environ.get("RANK", "0") == "0"
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-                  TextColumn("{task.fields[speed]}"), TimeElapsedColumn(), console=err, disable=not main_process) as bar:
+                  TextColumn("{task.fields[speed]}"), TimeElapsedColumn(), console=err,
+                  disable=not (main_process and err.is_terminal)) as bar:  # a log gets no leftover bar line
         metrics = run_fit(labels, images, run_dir, config, weights=o["weights"], resume=o["resume"], store=store,
                           say=lambda m: bar.console.print(printable(m), markup=False, soft_wrap=True), progress=bar,
                           pause_after=o["pause_after"])
