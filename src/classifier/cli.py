@@ -170,6 +170,9 @@ def _preset_defaults(ctx: click.Context, preset: str | None, values: dict) -> di
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A torchvision state dict for the trunk (nothing is downloaded).")
+@click.option("--init", type=click.Choice(["random", "imagenet"]), default="random", show_default=True,
+              help="imagenet: start the trunk from torchvision's ImageNet weights, from the torch hub cache "
+                   "($TORCH_HOME/hub/checkpoints), downloaded there when missing and a network is at hand.")
 @click.option("--loader-workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="DataLoader worker processes.")
 @click.option("--channels-last/--no-channels-last", default=None, show_default="on GPUs",
@@ -198,6 +201,12 @@ def fit(ctx: click.Context, labels: Path, images: Path | None, store: Path | Non
                          optimizer=o["optimizer"], schedule=o["schedule"], warmup_epochs=o["warmup_epochs"],
                          accumulate=o["accumulate"], augment=o["augment"], preset=preset)
     main_process = os.environ.get("RANK", "0") == "0"
+    if o["init"] == "imagenet":
+        if o["weights"] is not None:
+            raise click.UsageError("give --init imagenet or --weights FILE, not both")
+        from .pretrained import imagenet_weights
+
+        o["weights"] = imagenet_weights(o["arch"], say if main_process else lambda m: None)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
                   TextColumn("{task.fields[speed]}"), TimeElapsedColumn(), console=err,
                   disable=not (main_process and err.is_terminal)) as bar:  # a log gets no leftover bar line
@@ -299,6 +308,25 @@ def localize(run_dir: Path, labels: Path, images: Path | None, out_dir: Path, bo
         say(f"mean over {len(metrics['recent']) - 1} findings: T(IoBB)=0.5 {iobb['acc']:.3f} (AFP {iobb['afp']:.2f}), "
             f"IoU>0.1 {recent['acc_iou>0.1']:.3f}, IoU>0.5 {recent['acc_iou>0.5']:.3f}, pointing "
             f"{recent['pointing']:.3f} → {out_dir / 'localization.json'}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), required=True,
+              help="onnx (needs the [export] extra: onnx, onnxscript; onnxruntime to check it) or torchscript.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The model file, with its preprocessing contract and model card inside.")
+def export(run_dir: Path, fmt: str, output: Path) -> None:
+    """The run's network as ONNX or TorchScript: input grey films in [0, 1], output probabilities; the
+    contract (size, normalisation, findings, operating points) is stored in the file."""
+    from .export import EXTRA, export as run_export
+
+    contract, gap = run_export(run_dir, fmt, output)
+    points = "its operating points" if contract["operating_points"] else "no operating points (none recorded)"
+    checked = f"max |difference| to the checkpoint {gap:.1e} on 4 inputs" if gap is not None else \
+        f"not checked (onnxruntime is not installed: {EXTRA})"
+    say(f"{run_dir} → {output} ({fmt}, {contract['size']} px, {len(contract['findings'])} findings, {points}); "
+        f"{checked}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from cxrcore.errors import ToolkitError
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 class ImageError(ToolkitError):
@@ -25,7 +26,7 @@ class ImageError(ToolkitError):
 def decode(path: str | Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
     """The image at `path` as a (size, size) uint8 array, and its original (width, height)."""
     path = Path(path)
-    if path.suffix.lower() in DICOM_SUFFIXES:
+    if is_dicom(path):
         pixels = _read_dicom(path)
     else:
         pixels = _read_picture(path)
@@ -60,19 +61,26 @@ def _read_picture(path: Path) -> np.ndarray:
         raise ImageError(f"{path}: cannot decode ({exc.__class__.__name__}: {exc})") from None
 
 
+def is_dicom(path: str | Path) -> bool:
+    """Whether `path` is read as DICOM: by its suffix, or, for a name without a picture's suffix, by the
+    `DICM` marker after the 128-byte preamble (archives often name films by their SOP Instance UID)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in DICOM_SUFFIXES or suffix in PICTURE_SUFFIXES:
+        return suffix in DICOM_SUFFIXES
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
 def _read_dicom(path: Path) -> np.ndarray:
+    """Display values (modality and VOI LUTs, MONOCHROME1 inverted): see dicom.py."""
     try:
-        import pydicom
-        from pydicom.pixels import apply_modality_lut, apply_voi_lut
-    except ImportError:
+        from .dicom import read_pixels
+    except ModuleNotFoundError as exc:
+        if exc.name != "pydicom":
+            raise
         raise ImageError(f"{path}: DICOM needs pydicom (pip install pydicom)") from None
-    try:
-        ds = pydicom.dcmread(path)
-        pixels = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds).astype(np.float32)
-    except Exception as exc:  # pydicom raises many kinds; each means this file is unusable
-        raise ImageError(f"{path}: cannot decode DICOM ({exc.__class__.__name__}: {exc})") from None
-    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
-        pixels = pixels.max() - pixels  # MONOCHROME1 stores bone dark
-    if pixels.ndim == 3:
-        pixels = pixels.mean(axis=-1)
-    return pixels
+    # The pixel budget of pictures (Pillow's decompression-bomb limit), checked on the header.
+    return read_pixels(path, 2 * (Image.MAX_IMAGE_PIXELS or 2**31))

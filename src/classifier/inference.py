@@ -13,7 +13,7 @@ from cxrcore.errors import InputError
 
 from .config import TrainConfig
 from .data import collate, model_input
-from .metrics import auc
+from .metrics import auc, auc_with_ci
 from .models import WeaklySupervisedNet
 
 
@@ -64,6 +64,15 @@ def known(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray
     truth = np.nan_to_num(labels, nan=0.0)
     keep = (truth != -1) & ~np.isnan(probs)
     return truth[keep], probs[keep]
+
+
+def auc_intervals(labels: np.ndarray, probs: np.ndarray, findings: list[str]) -> dict[str, list[float]]:
+    """Per-finding 95% bootstrap interval [low, high] of the AUC on known labels (NaN where undefined)."""
+    out = {}
+    for j, name in enumerate(findings):
+        result = auc_with_ci(*known(labels[:, j], probs[:, j]))
+        out[name] = [result["ci_low"], result["ci_high"]]
+    return out
 
 
 def mean_auc(labels: np.ndarray, probs: np.ndarray, findings: list[str]) -> tuple[float, dict[str, float]]:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from .boxes import Box, iobb, iou
@@ -28,16 +29,32 @@ def auc_with_ci(truth: np.ndarray, scores: np.ndarray, n_boot: int = 1000, seed:
                 level: float = 0.95) -> dict[str, float]:
     """AUC and a percentile bootstrap interval over images (resamples with one class are skipped)."""
     point = auc(truth, scores)
-    rng = np.random.default_rng(seed)
-    draws = []
     n = len(truth)
-    for _ in range(n_boot if not np.isnan(point) else 0):
-        idx = rng.integers(0, n, n)
-        if truth[idx].min() != truth[idx].max():
-            draws.append(roc_auc_score(truth[idx], scores[idx]))
+    draws = _bootstrap_aucs(truth, scores, n_boot if not np.isnan(point) else 0, seed)
     tail = (1 - level) / 2 * 100
     low, high = (np.percentile(draws, [tail, 100 - tail]) if draws else (float("nan"), float("nan")))
     return {"auc": point, "ci_low": float(low), "ci_high": float(high), "positives": int(truth.sum()), "n": int(n)}
+
+
+def _bootstrap_aucs(truth: np.ndarray, scores: np.ndarray, n_boot: int, seed: int) -> list[float]:
+    """The AUC of each of `n_boot` resamples of the images that has both classes, as roc_auc_score gives it
+    (ties count half), computed by ranks for a block of resamples at once: a thousand resamples of a
+    few hundred images take milliseconds, not the seconds of one roc_auc_score call each. The resamples
+    are the ones `n_boot` draws of rng.integers(0, n, n) give, in that order."""
+    rng = np.random.default_rng(seed)
+    n, truth, scores = len(truth), np.asarray(truth, np.float64), np.asarray(scores, np.float64)
+    block = max(1, 2_000_000 // max(n, 1))  # resamples per block: a bounded amount of memory
+    out: list[float] = []
+    for start in range(0, n_boot, block):
+        idx = rng.integers(0, n, (min(block, n_boot - start), n))
+        positive = truth[idx] == 1
+        count = positive.sum(axis=1)
+        both = (count > 0) & (count < n)
+        ranks = rankdata(scores[idx[both]], axis=1)  # average ranks: a tie counts half
+        pos = count[both]
+        u = (ranks * positive[both]).sum(axis=1) - pos * (pos + 1) / 2
+        out.extend((u / (pos * (n - pos))).tolist())
+    return out
 
 
 def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str) -> None:

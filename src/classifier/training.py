@@ -30,8 +30,9 @@ from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import ImageDataset, Prepared, collate, keep_findings, model_input, prepare
-from .inference import autocast_for, mean_auc, pick_device, predict
+from .inference import auc_intervals, autocast_for, mean_auc, pick_device, predict
 from .losses import batch_counts, loss_function, targets_and_mask
+from .model_card import write_model_card
 from .runs import build_model, model_from_state, run_config
 from .schedules import Schedule, make_optimizer
 
@@ -134,7 +135,10 @@ def _fit(labels_path: Path, images: Path | None, run_dir: Path, config: TrainCon
     if end < config.epochs:
         trainer.say(f"paused after epoch {end} of {config.epochs}; continue with --resume", say)
         return None
-    return final_metrics(run_dir, trainer)
+    metrics = final_metrics(run_dir, trainer)
+    if ctx.main:
+        write_model_card(run_dir, labels_path, images, store, data, trainer.config, metrics, weights, state is not None)
+    return metrics
 
 
 def _save(trainer: Trainer, run_dir: Path, epoch: int, best_auc: float, improved: bool) -> None:
@@ -328,7 +332,8 @@ def final_metrics(run_dir: Path, trainer: Trainer) -> dict[str, Any]:
             continue
         probs = predict_split(trainer, model, split)
         mean, per = mean_auc(data.labels[rows], probs, data.findings)
-        metrics[split] = {"images": int(len(rows)), "mean_auc": mean, "auc": per}
+        metrics[split] = {"images": int(len(rows)), "mean_auc": mean, "auc": per,
+                          "auc_ci": auc_intervals(data.labels[rows], probs, data.findings)}
     if trainer.ctx.main:
         atomic_text(run_dir / METRICS, json_text(metrics))
     return metrics
