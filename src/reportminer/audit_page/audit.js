@@ -296,6 +296,15 @@
     save();
   }
 
+  /** Bring the report's heading into view at the next frame (a report is read from its top): not at
+      once, which would lay the page out on every key press instead of once per frame. */
+  let topPending = false;
+  function showTop() {
+    if (topPending) return;
+    topPending = true;
+    requestAnimationFrame(() => { topPending = false; $("report-heading").scrollIntoView({ block: "nearest" }); });
+  }
+
   /** Open report i. From a list of errors, `f` is the error's finding and the cursor starts there;
       otherwise the cursor starts on the first finding (a reviewer's j, 1 from habit must land where she
       means), or on `cursor` when the page comes back after a reload. */
@@ -315,7 +324,7 @@
     if (GOLD) showReportErrors(i);
     showValues();
     setFinding(cursor !== undefined ? cursor : entry >= 0 ? entry : STOPS[0], document.activeElement !== $("goto") && "quietly");
-    $("report-heading").scrollIntoView({ block: "nearest" });  // a report is read from its top, the header above it
+    showTop();
     const here = currentEntry(entries());
     if (here >= 0) state.page = Math.floor(here / PAGE_SIZE);
     showList();
