@@ -27,6 +27,7 @@ def _options(max_mem: int) -> re2.Options:
 def problem(pattern: str) -> str | None:
     """Why a lexicon pattern cannot be used (None when it can)."""
     try:
+        re2.compile(pattern, _options(PATTERN_MEMORY))  # its own text in RE2's message
         compiled = re2.compile(f"(?i)(?:{pattern})", _options(PATTERN_MEMORY))
     except re2.error as exc:
         return (f"RE2, the linear-time engine lexicon patterns run on, cannot run it ({_reason(exc)}); write it "

@@ -157,6 +157,10 @@ def parse_yaml(path: Path, data: bytes, limits: Limits = LIMITS) -> dict[str, An
     try:
         _check_events(text, limits)
         loaded = yaml.load(text, Loader=_LineLoader)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, such as NUL
+        character = f"U+{exc.character:04X}" if isinstance(exc.character, int) else shown(exc.character)
+        raise LexiconError(f"{path}:{text.count(chr(10), 0, exc.position) + 1}: not valid YAML (the character "
+                           f"{character} is not allowed)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
