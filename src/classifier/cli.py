@@ -329,5 +329,57 @@ def export(run_dir: Path, fmt: str, output: Path) -> None:
         f"{checked}")
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="predictions.parquet: one row per readable image.")
+@click.option("--threshold", "thresholds", multiple=True, metavar="P|FINDING=P",
+              help="Decide at this probability instead of the run's operating point: for every finding, or one "
+                   "(repeat the option); later values win.")
+@click.option("--heatmaps", is_flag=True, help="Add each finding's heatmap (a PNG per row and finding).")
+@click.option("--boxes", is_flag=True, help="Add the boxes `localize` draws, in each image's own pixels.")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Draw boxes for findings at least this probable (as localize).")
+@click.option("--html", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the study viewer: one self-contained page of the films, probabilities, heatmaps "
+                   "and boxes.")
+@click.option("--html-films", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Films in the page, at most (the first ones; at most 64 KB each).")
+@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder the relative paths of .txt/.csv lists, Parquet tables and --labels are taken from "
+                   "(default: each file's own folder).")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The run's training labels: for a run without recorded operating points, choose them on its "
+                   "validation split.")
+@click.option("--patient-id", is_flag=True,
+              help="Carry each DICOM film's PatientID to the output (its Study and SOP Instance UIDs always are).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes decoding images beside the network (more pays for large films and DICOM).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue a run that was stopped, skipping the chunks it finished.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def predict(run_dir: Path, inputs: tuple[Path, ...], output: Path, thresholds: tuple[str, ...], heatmaps: bool,
+            boxes: bool, min_score: float, html: Path | None, html_films: int, images: Path | None,
+            labels: Path | None, patient_id: bool, workers: int, device: str, resume: bool, quiet: bool) -> None:
+    """Probabilities and decisions for images without labels. INPUTS: image files (PNG, JPEG, TIFF, DICOM),
+    folders (searched recursively), .txt or .csv lists of paths, or a labels or dataset Parquet."""
+    from .predict import Request, predict_images
+
+    request = Request(thresholds, heatmaps, boxes, min_score, html, html_films, images, labels, device, workers,
+                      resume, patient_id)
+    with Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                  disable=quiet) as bar:
+        task = bar.add_task("predict", total=None)
+        outcome = predict_images(run_dir, list(inputs), output, request,
+                                 say=lambda m: bar.console.print(printable(m), markup=False, soft_wrap=True),
+                                 progress=lambda n: bar.advance(task, n))
+    say(f"{outcome.rows:,} images → {output}" + (f"; {outcome.films:,} films → {html}" if html else "")
+        + f" (operating points: {outcome.source})")
+    if outcome.skipped:
+        say(f"{len(outcome.skipped):,} inputs skipped (each named above)")
+        sys.exit(EXIT_SKIPPED)
+
+
 if __name__ == "__main__":
     main()

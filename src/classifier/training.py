@@ -26,7 +26,7 @@ from cxrcore.errors import InputError, ToolkitError
 from cxrcore.output import atomic_text, exclusive, json_text, make_folder
 from cxrcore.runs import BEST, CONFIG, LAST, LOG, METRICS, checkpoint_path
 
-from . import distributed
+from . import distributed, operating_points
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import ImageDataset, Prepared, collate, keep_findings, model_input, prepare
@@ -326,6 +326,7 @@ def final_metrics(run_dir: Path, trainer: Trainer) -> dict[str, Any]:
     model = model_from_state(state, trainer.device, path)
     data = trainer.data
     metrics: dict[str, Any] = {"findings": data.findings, "checkpoint_epoch": state["epoch"]}
+    val = (data.labels[:0], np.empty((0, len(data.findings)), np.float32))  # no val split: the points' fallback
     for split in ("val", "test"):
         rows = trainer.subsets[split]
         if len(rows) == 0:
@@ -334,6 +335,9 @@ def final_metrics(run_dir: Path, trainer: Trainer) -> dict[str, Any]:
         mean, per = mean_auc(data.labels[rows], probs, data.findings)
         metrics[split] = {"images": int(len(rows)), "mean_auc": mean, "auc": per,
                           "auc_ci": auc_intervals(data.labels[rows], probs, data.findings)}
+        if split == "val":
+            val = (data.labels[rows], probs)
     if trainer.ctx.main:
         atomic_text(run_dir / METRICS, json_text(metrics))
+        operating_points.record(run_dir, *val, data.findings, state["epoch"])
     return metrics
