@@ -485,11 +485,13 @@ def stats(labels: Path, out_dir: Path, compare: Path | None) -> None:
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Installed spaCy pipeline to parse with.")
 def check_lexicon_command(folder: Path, only: str | None, model: str) -> None:
     """Validate a lexicon FOLDER and run every example in it (each schema) through the real labeler."""
+    bad, names = 0, [only] if only else schemas(folder) or [DEFAULT_SCHEMA]
+    # Every file is read (or the folder refused) before the parser is even imported: a hostile lexicon costs
+    # a second and about 100 MB, not the parser's.
+    lexicons = [load_lexicon(folder, name) for name in names]
     from .lexicon_check import check_lexicon
     from .parse import load_model
 
-    bad, names = 0, [only] if only else schemas(folder) or [DEFAULT_SCHEMA]
-    lexicons = [load_lexicon(folder, name) for name in names]  # every file refused or read before the parser loads
     nlp = load_model(model)
     not_applying: set[str] | None = None
     for name, lex in zip(names, lexicons):
