@@ -271,6 +271,24 @@ def test_a_backtracking_pattern_cannot_hang_label(tmp_path):
     assert labels.loc["r2", "Cardiomegaly"] == 1  # the sixty a's at the end are the pattern's mention
 
 
+@pytest.mark.parametrize("pattern, problem", [
+    ("X <-*+- * -*+-> {lower:no}", "3 tokens and 2 `+` edges"),
+    ("X -*-> * -*-> * -*-> * -*-> * -*-> * -*-> {lower:no}", "7 tokens and 0 `+` edges"),
+])
+def test_a_graph_pattern_whose_walks_would_explode_is_refused(tmp_path, pattern, problem):
+    """Each `+` edge and token multiplies the walks tried on every mention (two `+` edges: 0.07 s a mention on
+    a long sentence, times every rule): beyond 6 tokens or one `+` edge a rule is refused, named."""
+    folder = lexicon_copy(tmp_path)
+    path = folder / "rules" / "negation.yaml"
+    lines = path.read_text().splitlines(keepends=True)
+    n = next(i for i, line in enumerate(lines) if line.startswith('    pattern: "'))
+    lines[n] = f'    pattern: ["{pattern}", ' + lines[n][len("    pattern: "):].rstrip("\n") + "]\n"
+    path.write_text("".join(lines))
+    line = refusal(folder)
+    assert f"{path}:" in line and "-> pattern: pattern " in line and problem in line, line
+    assert line.endswith("split it into two rules")
+
+
 # --- Report text no parser should see raw -------------------------------------------------------
 
 def test_a_lone_surrogate_in_jsonl_text_is_replaced_and_in_an_id_skipped_and_named(tmp_path):

@@ -273,6 +273,10 @@ def load_lexicon(folder: str | Path | None = None, schema: str = DEFAULT_SCHEMA)
     for path in rule_files:
         rules.extend(_load_rules(files, path, schema))
     _check_sizes(findings_file, findings, settings["normal_phrases"])
+    graph_patterns = sum(len(r.patterns) for r in rules) + sum(len(a.patterns) for a in settings["attributes"])
+    if graph_patterns > LIMITS.graph_patterns:
+        raise LexiconError(f"{root / 'rules'}: {graph_patterns:,} graph patterns in the rules and attributes.yaml, "
+                           f"more than the {LIMITS.graph_patterns:,} a lexicon may have")
     seen = {settings["normal_rule"]: f"{settings_file} (normal)",
             settings["assertions"].default_rule: f"{settings_file} (assertions.default)",
             settings["assertions"].sign_rule: f"{settings_file} (assertions.sign)",

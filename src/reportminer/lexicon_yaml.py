@@ -33,7 +33,8 @@ from .errors import LexiconError
 
 @dataclass(frozen=True)
 class Limits:
-    """How much of a lexicon is read at most (the shipped files are under 10 KB, lists under 60 entries)."""
+    """How much of a lexicon is read at most (the shipped files are under 10 KB, lists under 60 entries, graph
+    patterns at most 5 tokens and 1 `+` edge, 83 of them)."""
 
     file_bytes: int = 256 * 1024  # one YAML file
     folder_bytes: int = 512 * 1024  # every file of one lexicon (at most about 2 s of parsing)
@@ -45,6 +46,9 @@ class Limits:
     list_entries: int = 1_000  # one list (synonyms of a finding, examples of a rule)
     phrases: int = 5_000  # synonyms, signs, exclusions and normal phrases of a whole lexicon
     regexes: int = 500  # regular expressions (findings' patterns and absent) of a whole lexicon
+    pattern_nodes: int = 6  # tokens in one graph pattern (rules, attributes): the walks tried grow with each
+    pattern_repeats: int = 1  # `+` edges (one or more hops) in one graph pattern
+    graph_patterns: int = 300  # graph patterns of a whole lexicon, each tried on every mention
 
 
 LIMITS = Limits()

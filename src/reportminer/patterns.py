@@ -12,7 +12,8 @@ of lemma, lower, tag, pos, dep (a token's own relation to its head), word (the r
 lower case, where `lower` is what the parser read after labeler.yaml `parse.replace`). A value may end with `*` to
 match a prefix.  Edges: `-LABELS->` (left governs right) or `<-LABELS-` (right governs left), LABELS
 being `*` or `a|b|prep_*`; a trailing `+` (`-*+->`) allows one or more hops.  Every token appears at
-most once in a match.
+most once in a match. A pattern has at most 6 tokens and one `+` edge (lexicon_yaml.Limits): the walks
+tried on every mention grow with each, and a lexicon is hostile input.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Iterator
 import networkx as nx
 
 from .errors import PatternError
+from .lexicon_yaml import LIMITS
 
 NODE_ATTRS = ("lemma", "lower", "tag", "pos", "dep", "word")
 
@@ -160,6 +162,10 @@ def parse_pattern(source: str) -> Pattern:
     anchors = [i for i, n in enumerate(nodes) if n.is_mention]
     if len(anchors) != 1:
         raise PatternError(f"pattern {source!r}: needs exactly one X (the mention), found {len(anchors)}")
+    if len(nodes) > LIMITS.pattern_nodes or sum(e.repeat for e in edges) > LIMITS.pattern_repeats:
+        raise PatternError(f"pattern {source!r}: {len(nodes)} tokens and {sum(e.repeat for e in edges)} `+` edges; a "
+                           f"pattern may have at most {LIMITS.pattern_nodes} tokens and {LIMITS.pattern_repeats} `+` "
+                           f"edge (the walks tried on every mention grow with each): split it into two rules")
     return Pattern(source=source, nodes=tuple(nodes), edges=tuple(edges), anchor=anchors[0])
 
 
