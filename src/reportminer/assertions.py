@@ -18,6 +18,7 @@ from typing import Iterator
 import networkx as nx
 
 from .lexicon import Lexicon, Rule
+from .patterns import NODE_ATTRS, Pattern
 
 
 def phrase_heads(graph: nx.MultiDiGraph, head: int, links: tuple[str, ...]) -> list[int]:
@@ -30,10 +31,38 @@ def phrase_heads(graph: nx.MultiDiGraph, head: int, links: tuple[str, ...]) -> l
         chain.append(min(ups))
 
 
+def could_match(pattern: Pattern, graph: nx.MultiDiGraph) -> bool:
+    """False when `pattern` cannot match anywhere in `graph`: one of its nodes asks for a value no token has,
+    or one of its edges for a label no edge has. A quick test before the walk (most rules name words, "no",
+    "may", "exclude", that most sentences lack); it never turns a match away."""
+    index = graph.graph.get("values")
+    if index is None:  # {attribute: the values its tokens have}, and the edge labels under "edge"
+        index = {attr: {str(data.get(attr, "")) for _, data in graph.nodes(data=True)} for attr in NODE_ATTRS}
+        index["edge"] = {label for _, _, label in graph.edges(data="dep")}
+        graph.graph["values"] = index
+    for node in pattern.nodes:
+        if not all(_some(index[attr], values) for attr, values in node.constraints):
+            return False
+    return all(not edge.labels or _some(index["edge"], edge.labels) for edge in pattern.edges)
+
+
+def _some(present: set[str], wanted: tuple[str, ...]) -> bool:
+    """Whether one of `present` is one of `wanted` (a wanted value ending in * is a prefix)."""
+    for value in wanted:
+        if value.endswith("*"):
+            if any(p.startswith(value[:-1]) for p in present):
+                return True
+        elif value in present:
+            return True
+    return False
+
+
 def matching_rules(graph: nx.MultiDiGraph, head: int, lexicon: Lexicon) -> Iterator[tuple[Rule, int, list[int]]]:
     """Every rule that matches the mention, highest priority first, with the anchor and tokens it matched."""
     anchors = phrase_heads(graph, head, lexicon.assertions.phrase_links)
     for rule in lexicon.rules:
+        if not any(could_match(pattern, graph) for pattern in rule.patterns):
+            continue
         for anchor in anchors:
             tokens = rule.match(graph, anchor)
             if tokens is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from .assertions import phrase_heads
+from .assertions import could_match, phrase_heads
 from .lexicon import Lexicon
 
 ATTRIBUTE_NAMES = ("side", "severity", "change")  # the columns of mentions.parquet
@@ -23,6 +23,8 @@ def describe(graph: nx.MultiDiGraph, head: int, lexicon: Lexicon) -> dict[str, s
     for attribute in lexicon.attributes:
         found = set()
         for pattern in attribute.patterns:
+            if not could_match(pattern, graph):
+                continue
             for anchor in anchors:
                 for path in pattern.matches(graph, anchor):  # the word is each pattern's last node
                     value = attribute.value_of(graph.nodes[path[-1]]["word"])

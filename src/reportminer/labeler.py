@@ -257,7 +257,7 @@ class Labeler:
         texts = sorted({text for text, _ in masked})
         stored = self.store.get("parses", texts) if self.store else {}
         fresh = [t for t in texts if t not in stored]
-        docs: dict[str, Doc] = dict(zip(fresh, parse_sentences(self.nlp, fresh, self.batch_size)))
+        docs: dict[str, Doc] = dict(zip(fresh, parse_sentences(self.nlp, fresh, self.batch_size))) if fresh else {}
         if self.store and docs:
             self.store.put("parses", {text: encode_parse(doc) for text, doc in docs.items()})
         if stored and self._vocab is None:

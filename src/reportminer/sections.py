@@ -84,6 +84,8 @@ def normalise(text: str, placeholders: tuple[Placeholder, ...]) -> str:
     for ph in placeholders:
         word = ph.replacement.ljust(len(ph.token))
         text = re.sub(rf"(?<![\w-]){re.escape(ph.token)}(?!\w)", word, text)
+        if ph.token not in text:  # most reports have none of them: skip the regular expression
+            continue
     return text
 
 
