@@ -76,6 +76,28 @@ def tiny_run(tiny, tmp_path_factory) -> tuple[Path, Path]:
     return tiny, run
 
 
+@pytest.fixture(scope="session")
+def cam_run(tiny_run, tmp_path_factory) -> Path:
+    """A copy of the tiny run whose recorded localization defaults are class activation maps (one forward
+    pass, where the built-in saliency Grad-CAM needs a backward pass per finding): recorded by `localize
+    --calibrate` on six boxed films, for tests that draw many heatmaps (predict's study viewer)."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from classifier.cli import main as classifier_main
+
+    tiny, run_dir = tiny_run
+    root = tmp_path_factory.mktemp("cam_run")
+    shutil.copytree(run_dir, root / "run")
+    (root / "boxes.csv").write_text("\n".join((tiny / "BBox_List.csv").read_text().splitlines()[:7]) + "\n")
+    result = CliRunner().invoke(classifier_main, ["localize", str(root / "run"), str(tiny / "labels.parquet"), "-o",
+                                                  str(root / "loc"), "--calibrate", str(root / "boxes.csv"), "--method",
+                                                  "cam", "--thresholds", "60,180", "--overlays", "0"])
+    assert result.exit_code == 0, result.output
+    return root / "run"
+
+
 def write_bad_reports(folder: Path, good_text: str) -> Path:
     """A folder with one good report and one each of: zero bytes, blank, Latin-1 encoded, broken XML."""
     folder.mkdir()

@@ -344,7 +344,7 @@ def export(run_dir: Path, fmt: str, output: Path) -> None:
 @click.option("--html", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the study viewer: one self-contained page of the films, probabilities, heatmaps "
                    "and boxes.")
-@click.option("--html-films", type=click.IntRange(min=1), default=1000, show_default=True,
+@click.option("--html-films", type=click.IntRange(min=1), default=200, show_default=True,
               help="Films in the page, at most (the first ones; at most 64 KB each).")
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder the relative paths of .txt/.csv lists, Parquet tables and --labels are taken from "

@@ -68,7 +68,7 @@ class Request:
     boxes: bool = False
     min_score: float = 0.5
     html: Path | None = None
-    html_films: int = 1000
+    html_films: int = 200
     images: Path | None = None  # relative paths of lists, tables and --labels are taken from here
     labels: Path | None = None  # the run's training labels, for a run without recorded operating points
     device: str = "auto"
@@ -103,7 +103,8 @@ class Scene:
 def predict_images(run_dir: Path, inputs: list[Path], output: Path, request: Request = Request(),
                    say: Callable[[str], None] = print, progress: Callable[[int], None] = lambda n: None) -> Outcome:
     """Write the predictions for every image of `inputs` to `output` (and the page to `request.html`)."""
-    sources = [*inputs, *([request.labels] if request.labels else [])]
+    run_files = [p for p in run_dir.iterdir() if p.is_file()]  # never written over, like any input
+    sources = [*inputs, *([request.labels] if request.labels else []), *run_files]
     with Outputs([output, request.html], sources) as outputs, \
             exclusive(output, *([request.html] if request.html else [])):
         outcome = Outcome()

@@ -64,6 +64,8 @@ def entries(inputs: Iterable[Path], images: Path | None, note: Callable[[str], N
         except OSError as exc:
             raise InputError(f"{given}: cannot be read ({exc.strerror}); check the path") from None
         suffix = given.suffix.lower()
+        if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):  # a FIFO would block its reader
+            raise InputError(f"{given}: is not a file or folder (a FIFO or a device); give files and folders")
         if stat.S_ISDIR(mode):
             yield from _folder(given, seen, note)
         elif suffix in LIST_SUFFIXES:
@@ -81,6 +83,8 @@ def _file(path: Path, image_id: str, mode: int | None = None) -> Entry | Skip:
             mode = os.stat(path).st_mode
         except OSError as exc:
             return Skip(str(path), exc.strerror or "cannot be read")
+        except ValueError:  # a NUL in a listed path
+            return Skip(repr(str(path)), "not a usable path")
     if not stat.S_ISREG(mode):
         return Skip(str(path), "not a regular file")
     return Entry(image_id, path)
