@@ -71,11 +71,15 @@ def _installed(module: str) -> bool:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--hedge", type=click.FloatRange(0, 1), default=0.1, show_default=True,
               help="Share of present findings the report only calls possible.")
-def synth(output: Path, count: int, size: int, seed: int, hedge: float) -> None:
+@click.option("--family", type=click.Choice(["films", "ward"]), default="films", show_default=True,
+              help="films: upright PA films; ward: bedside AP films (other anatomy, contrast, noise and lesions).")
+def synth(output: Path, count: int, size: int, seed: int, hedge: float, family: str) -> None:
     """Generate radiographs with known findings, boxes (NIH BBox_List format) and reports."""
+    from . import ward
     from .synthetic import generate
 
-    cases = generate(output, count, size=size, seed=seed, hedge=hedge)
+    cases = generate(output, count, size=size, seed=seed, hedge=hedge,
+                     make_case=ward.generate_case if family == "ward" else None)
     say(f"{len(cases)} images, reports.csv, BBox_List.csv and truth.csv → {output}")
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -134,23 +135,28 @@ def generate_case(index: int, size: int, rng: np.random.Generator, hedge: float 
     return image, Case(image_id, patient, boxes, _report(rng, lesions, hedge), lesions)
 
 
-def generate(out_dir: str | Path, n: int, size: int = 128, seed: int = 0, hedge: float = 0.1) -> list[Case]:
+CaseMaker = Callable[[int, int, np.random.Generator, float], tuple[np.ndarray, "Case"]]
+
+
+def generate(out_dir: str | Path, n: int, size: int = 128, seed: int = 0, hedge: float = 0.1,
+             make_case: CaseMaker | None = None) -> list[Case]:
     """Write N cases under `out_dir` (a new or empty folder, so no earlier set mixes with this one):
-    images/, reports.csv, BBox_List.csv, truth.csv."""
+    images/, reports.csv, BBox_List.csv, truth.csv. `make_case` draws one case (this module's films by
+    default; ward.generate_case for the bedside family)."""
     out = make_folder(out_dir)
     with exclusive(out):
         if any(p.name != ".lock" for p in out.iterdir()):
             raise OutputError(f"{out}: is not empty; generate into a new or empty folder, so that no image or "
                               f"table of an earlier set mixes with this one")
-        return _write_set(out, n, size, seed, hedge)
+        return _write_set(out, n, size, seed, hedge, make_case or generate_case)
 
 
-def _write_set(out: Path, n: int, size: int, seed: int, hedge: float) -> list[Case]:
+def _write_set(out: Path, n: int, size: int, seed: int, hedge: float, make_case: CaseMaker) -> list[Case]:
     (out / "images").mkdir()
     rng = np.random.default_rng(seed)
     cases = []
     for i in range(n):
-        image, case = generate_case(i, size, rng, hedge)
+        image, case = make_case(i, size, rng, hedge)
         Image.fromarray(image, mode="L").save(out / "images" / case.image_id)
         cases.append(case)
     with (out / "reports.csv").open("w", newline="") as fh:
