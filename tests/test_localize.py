@@ -56,20 +56,35 @@ def test_recent_figures_count_iou_strictly_above_and_pointing_by_hand():
 
 
 def test_calibration_fits_the_thresholds_to_the_true_boxes_and_avoids_false_ones():
-    from classifier.calibration import choose_thresholds, entry
+    from classifier.calibration import choose_rules, entry, grid
 
     entries = []
     for k in range(6):
         heatmap = blob(40, (12 + k, 12), 8, 1.0) + blob(40, (30, 30), 6, 0.6)  # a lesion and a weaker blob (peak 153)
         truth = [(11, 11 + k, 3, 3)]  # the lesion's pixels at 200 and above on the 0-255 scale (radius 1.7)
-        entries.append(entry("Mass", heatmap, truth, (1.0, 1.0)))
-    overall, own, figures = choose_thresholds(entries, BoxRules(min_area=0), None)
-    low, high = own["Mass"]
-    assert low == 200 and high > 153, (low, high)  # boxes the size of the truth (180: 5x5), and the blob draws none
-    assert figures["Mass"]["acc_iou>0.5"] == 1.0 and figures["Mass"]["afp_iobb_0.5"] == 0.0
-    assert overall == (low, high)
-    [(fixed, _, _)] = [choose_thresholds(entries, BoxRules(min_area=0), (60, 100))]
-    assert fixed == (60, 100)  # given thresholds are kept, not searched
+        entries.append(entry("Consolidation", heatmap, truth, (1.0, 1.0)))  # no size prior: levels from the map
+    fixed_only = [r for r in grid(None, BoxRules(min_area=0)) if r.level == "fixed" and r.grow == 1]
+    overall, own, figures = choose_rules(entries, fixed_only)
+    rules = own["Consolidation"]
+    assert rules.low == 200 and rules.high > 153, rules  # boxes the size of the truth, and the blob draws none
+    assert figures["Consolidation"]["acc_iou>0.5"] == 1.0 and figures["Consolidation"]["afp_iobb_0.5"] == 0.0
+    assert overall == rules
+    given = grid((60, 100), BoxRules(min_area=0))
+    assert {(r.low, r.high) for r in given if r.level == "fixed"} == {(60, 100)}  # given thresholds are kept
+
+
+def test_the_iou_objective_chooses_the_box_that_covers_the_finding_over_a_speck_inside_it():
+    from classifier.calibration import measure, entry
+
+    # a map whose bright core is a speck in the middle of the true box and whose shoulder covers the box:
+    # by IoBB the speck scores perfectly; by IoU only the box at the shoulder's level does
+    heatmap = blob(60, (30, 30), 16, 0.5) + blob(60, (30, 30), 3, 0.5)
+    entries = [entry("Consolidation", heatmap, [(19, 19, 23, 23)], (1.0, 1.0))]
+    speck, cover = BoxRules(200, 250, min_area=0), BoxRules(40, 250, min_area=0)
+    small, big = measure(entries, speck), measure(entries, cover)
+    assert small["acc_iobb_0.5"] == big["acc_iobb_0.5"] == 1.0  # IoBB cannot tell them apart
+    assert small["acc_iou>0.5"] == 0.0 and big["acc_iou>0.5"] == 1.0
+    assert big["objective"] > small["objective"] + 1
 
 
 def test_defaults_come_from_the_options_then_the_run_then_the_architecture(tmp_path):
@@ -85,11 +100,12 @@ def test_defaults_come_from_the_options_then_the_run_then_the_architecture(tmp_p
     assert {layer for _, layer in dense.groups(list(dense.per_finding) + ["Edema"])} == {"transition"}
     assert [m for m, _, _ in map(dense.choice_for, dense.per_finding)] == \
         [m for m, _, _ in map(built.choice_for, built.per_finding)]
-    recorded = Settings("cam", "transition", BoxRules(90, 210), {"Nodule": ("layercam", "layer1", 150, 230)})
+    grown = BoxRules(150, 230, level="prior", prior_scale=2.0, grow=1.2)
+    recorded = Settings("cam", "transition", BoxRules(90, 210), {"Nodule": ("layercam", "layer1", grown)})
     write_defaults(tmp_path, recorded, {"images": 3, "boxes": "cal.csv", "image_digests": ["d1", "d2", "d3"]}, {})
     settings = read_defaults(tmp_path, "resnet18", resnet)
     assert (settings.method, settings.rules.low) == ("cam", 90)
-    assert settings.choice_for("Nodule") == ("layercam", "layer1", BoxRules(150, 230))
+    assert settings.choice_for("Nodule") == ("layercam", "layer1", grown)
     assert settings.groups(["Mass", "Nodule"]) == {("cam", "transition"): ["Mass"], ("layercam", "layer1"): ["Nodule"]}
     assert settings.calibration_digests == {"d1", "d2", "d3"} and "chosen on 3 images of cal.csv" in settings.source
     partly = resolve(settings, Options(method="gradcam", layer="layer2"))
@@ -172,6 +188,7 @@ def test_localize_command_writes_boxes_overlays_and_tables(tmp_path, tiny_run):
     assert len(list((out / "overlays").glob("*.png"))) == 3
     assert "T(IoBB)" in result.output and "IoU>0.5 Acc." in result.output
     assert "mean over 9 findings: T(IoBB)=0.5" in result.output
+    assert result.output.count("warning: these films (48 px, 8-bit) are not of the family") == 1
 
 
 @pytest.mark.slow
@@ -387,3 +404,91 @@ def test_localize_with_saliency_grad_cam_records_it(tmp_path, tiny_run):
     metrics = json.loads((out / "localization.json").read_text())
     assert (metrics["heatmap"]["method"], metrics["heatmap"]["layer"]) == ("saliency-gradcam", "layer1")
     assert 0 <= metrics["pointing"]["mean"] <= 1 and list(out.glob("overlays/*.png"))
+
+
+def test_otsu_level_adapts_to_the_map_and_prior_growth_reaches_the_finding_s_size():
+    from classifier.boxes import map_boxes, normalise, otsu, size_prior, view
+
+    wide, sharp = blob(64, (32, 32), 20, 1.0), blob(64, (32, 32), 20, 1.0) ** 4  # one lesion, two map shapes
+    norms = [normalise(m) for m in (wide, sharp)]
+    assert otsu(norms[0]) > otsu(norms[1])  # a sharper map gets a lower level: the box keeps the lesion's extent
+    [(box, _)] = map_boxes(view(norms[0], (60,), (250,)), BoxRules(high=250, level="prior"), "Cardiomegaly")
+    target = size_prior()["Cardiomegaly"] * 64 * 64
+    assert 0.7 < box[2] * box[3] / target < 1.45  # grown until its area is the prior's (levels every 10)
+    [(half, _)] = map_boxes(view(norms[0], (60,), (250,)), BoxRules(high=250, level="prior", prior_scale=0.25), "Cardiomegaly")
+    assert half[2] < box[2] and half[3] < box[3]
+    [(grown, _)] = map_boxes(view(norms[0], (60,), (250,)), BoxRules(high=250, level="prior", grow=1.4), "Cardiomegaly")
+    assert grown[2] == pytest.approx(min(64, box[2] * 1.4)) and grown[0] + grown[2] / 2 == box[0] + box[2] / 2
+    # a finding with no prior keeps the fixed level
+    assert map_boxes(view(norms[0], (60,), (250,)), BoxRules(high=250, level="prior"), "Edema") == \
+        map_boxes(view(norms[0], (60,), (250,)), BoxRules(high=250), "Edema")
+
+
+def test_the_shipped_size_prior_is_nih_s_984_boxes():
+    from classifier.boxes import PRIOR_FILE
+
+    data = json.loads(PRIOR_FILE.read_text())
+    findings = data["findings"]
+    assert set(findings) == {"Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
+                             "Pneumothorax"}
+    assert sum(f["boxes"] for f in findings.values()) == 984
+    for f in findings.values():
+        for what in ("w", "h", "area"):
+            assert 0 < f[f"{what}_q25"] <= f[f"{what}_q50"] <= f[f"{what}_q75"] < 1
+    assert findings["Nodule"]["area_q50"] < findings["Mass"]["area_q50"] < findings["Cardiomegaly"]["area_q50"]
+
+
+def test_a_family_the_defaults_were_not_chosen_on_is_named_in_one_line():
+    from classifier.family import mismatch
+
+    chosen = ({"source": "generated films", "sizes": [128, 256], "bits": [8]},)
+    assert mismatch(chosen, {"source": "x", "sizes": [140], "bits": [8]}) is None  # within a quarter of 128
+    line = mismatch(chosen, {"source": "x", "sizes": [1024], "bits": [16]})
+    assert "\n" not in line and "1024 px, 16-bit" in line and "--calibrate" in line and "128, 256 px" in line
+    assert mismatch(chosen, {"source": "x", "sizes": [256], "bits": [16]}) is not None  # another bit depth
+    assert mismatch((), {"source": "x", "sizes": [1024], "bits": [16]}) is None  # options given: nothing to compare
+
+
+@pytest.mark.slow
+def test_calibration_boxes_off_the_film_or_of_no_size_are_named_and_skipped(tmp_path, tiny_run):
+    root, trained = tiny_run
+    everything = pd.read_csv(root / "BBox_List.csv", skiprows=1, header=None)
+    good = everything.head(6)
+    negative, outside = good.iloc[[0]].copy(), good.iloc[[1]].copy()
+    negative[4] = -5.0
+    outside[[2, 3]] = 900.0  # the tiny films are 48 pixels wide
+    run = shutil.copytree(trained, tmp_path / "run")
+    mixed = write_boxes(pd.concat([good, negative, outside]), tmp_path / "mixed.csv")
+    result = invoke("localize", run, root / "labels.parquet", "-o", tmp_path / "a", "--calibrate", mixed,
+                    "--method", "gradcam", "--layer", "layer4", "--overlays", "0")
+    assert result.exit_code == 3, result.output  # written, with inputs skipped
+    assert "mixed.csv:8:" in result.output and "non-positive" in result.output
+    assert "mixed.csv:9:" in result.output and "is not on its film" in result.output
+    assert (run / DEFAULTS_FILE).exists()
+    bad = write_boxes(pd.concat([negative, outside]), tmp_path / "bad.csv")
+    refused = invoke("localize", shutil.copytree(trained, tmp_path / "run2"), root / "labels.parquet", "-o",
+                     tmp_path / "b", "--calibrate", bad, "--method", "gradcam", "--layer", "layer4")
+    assert refused.exit_code == 1 and "none of its boxes on these images can be scored" in refused.output
+    assert not (tmp_path / "run2" / DEFAULTS_FILE).exists()
+
+
+def test_calibration_s_one_pass_maps_equal_each_kind_s_own_maps():
+    """Every kind at a layer from one backward pass per round of wanted findings (one finding of every
+    image per pass) gives the maps each kind gives alone; the maps not wanted stay zero."""
+    import torch
+
+    from classifier.config import ModelConfig
+    from classifier.heatmaps import grad_cam_kinds, grad_cam_maps
+    from classifier.models import WeaklySupervisedNet
+
+    torch.manual_seed(0)
+    model = WeaklySupervisedNet(ModelConfig(arch="resnet18", num_classes=3, transition_channels=8)).eval()
+    images = torch.rand(3, 3, 64, 64)
+    wanted = [[0, 2], [1], []]
+    _, together = grad_cam_kinds(model, images, "layer1", ("gradcam", "layercam", "saliency-gradcam"), wanted)
+    for kind, maps in together.items():
+        _, alone = grad_cam_maps(model, images, "layer1", kind)
+        for i, findings in enumerate(wanted):
+            for c in range(3):
+                expected = alone[i, c] if c in findings else torch.zeros_like(alone[i, c])
+                assert torch.allclose(maps[i, c], expected, rtol=1e-4, atol=1e-9), (kind, i, c)

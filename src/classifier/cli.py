@@ -305,13 +305,16 @@ def localize(run_dir: Path, labels: Path, images: Path | None, out_dir: Path, bo
 
     request = Request(Options(method, layer, thresholds, min_area, max_boxes), min_score, split, device, overlays,
                       boxes_size)
-    metrics = run_localize(run_dir, labels, images, out_dir, boxes, calibrate_boxes, request, say, store)
+    outcome = run_localize(run_dir, labels, images, out_dir, boxes, calibrate_boxes, request, say, store)
+    metrics = outcome.metrics
     if metrics is not None:
         click.echo(format_tables(metrics))
         iobb, recent = metrics["iobb"]["0.5"]["mean"], metrics["recent"]["mean"]
         say(f"mean over {len(metrics['recent']) - 1} findings: T(IoBB)=0.5 {iobb['acc']:.3f} (AFP {iobb['afp']:.2f}), "
             f"IoU>0.1 {recent['acc_iou>0.1']:.3f}, IoU>0.5 {recent['acc_iou>0.5']:.3f}, pointing "
             f"{recent['pointing']:.3f} → {out_dir / 'localization.json'}")
+    if outcome.skipped_boxes:
+        sys.exit(EXIT_SKIPPED)
 
 
 @main.command()

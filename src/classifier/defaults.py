@@ -1,11 +1,12 @@
 """How `localize` draws when its options are not given: the run's recorded defaults, else built-in ones.
 
-`localize --calibrate BOXES` chooses the heatmap (method and layer) and the box thresholds on true
-boxes held apart from the scored ones, and records them in `RUN_DIR/localization_defaults.json` with
-the content digest of every image they were chosen on, so that no later call can score those images
-with them unnoticed. A run without that file uses the built-in defaults, chosen for the README demo's
-run on generated films of their own (docs/classifier.md says how). An option given on the command
-line always wins over both.
+`localize --calibrate BOXES` chooses the heatmap (method and layer) and the box rules on true boxes
+held apart from the scored ones, and records them in `RUN_DIR/localization_defaults.json` with the
+content digest of every image they were chosen on, so that no later call can score those images with
+them unnoticed, and with the family of those images (size, bit depth, source), so that `localize` can
+say when it draws on films of another family. A run without that file uses the built-in defaults,
+chosen across image families by the worst of them (docs/classifier.md says how). An option given on
+the command line always wins over both.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from cxrcore.output import atomic_text, json_text
 
 from .boxes import BoxRules
 
-Choice = tuple[str, str, int, int]  # method, layer, low, high
+Choice = tuple[str, str, BoxRules]  # method, layer, box rules
 
 DEFAULTS_FILE = "localization_defaults.json"
 # ((method, layer, low, high) overall, finding → its own choice): what `--calibrate` chose for the README
@@ -29,13 +30,22 @@ DEFAULTS_FILE = "localization_defaults.json"
 # not trained here and take the same choices; a layer the network lacks is read at its transition layer
 # (`built_in`).
 _SALIENCY = "saliency-gradcam"
-BUILT_IN: tuple[Choice, dict[str, Choice]] = (
-    (_SALIENCY, "layer2", 120, 250),
-    {"Atelectasis": (_SALIENCY, "layer1", 120, 140), "Cardiomegaly": (_SALIENCY, "transition", 100, 180),
-     "Consolidation": (_SALIENCY, "layer2", 120, 250), "Effusion": (_SALIENCY, "transition", 140, 180),
-     "Infiltration": (_SALIENCY, "layer2", 60, 140), "Mass": (_SALIENCY, "layer2", 120, 140),
-     "Nodule": (_SALIENCY, "layer1", 120, 250), "Pneumonia": (_SALIENCY, "layer1", 40, 180),
-     "Pneumothorax": ("layercam", "layer1", 60, 180)})
+
+
+def _fixed(low: int, high: int) -> BoxRules:
+    return BoxRules(low, high)
+
+
+BUILT_IN: tuple[tuple[str, str, BoxRules], dict[str, Choice]] = (
+    (_SALIENCY, "layer2", _fixed(120, 250)),
+    {"Atelectasis": (_SALIENCY, "layer1", _fixed(120, 140)), "Cardiomegaly": (_SALIENCY, "transition", _fixed(100, 180)),
+     "Consolidation": (_SALIENCY, "layer2", _fixed(120, 250)), "Effusion": (_SALIENCY, "transition", _fixed(140, 180)),
+     "Infiltration": (_SALIENCY, "layer2", _fixed(60, 140)), "Mass": (_SALIENCY, "layer2", _fixed(120, 140)),
+     "Nodule": (_SALIENCY, "layer1", _fixed(120, 250)), "Pneumonia": (_SALIENCY, "layer1", _fixed(40, 180)),
+     "Pneumothorax": ("layercam", "layer1", _fixed(60, 180))})
+# The image families the built-in defaults were chosen on: what `localize` compares the scored films with.
+BUILT_IN_FAMILY: tuple[dict[str, Any], ...] = (
+    {"source": "generated films (classifier synth)", "sizes": [128], "bits": [8]},)
 
 
 @dataclass(frozen=True)
@@ -49,12 +59,11 @@ class Settings:
     source: str = "built-in"
     calibration_digests: frozenset[str] = frozenset()  # images the recorded values were chosen on
 
+    family: tuple[dict[str, Any], ...] = ()  # the image families these settings were chosen on
+
     def choice_for(self, finding: str) -> tuple[str, str, BoxRules]:
         """(method, layer, rules) of one finding: its own calibrated ones where it has them."""
-        if finding not in self.per_finding:
-            return self.method, self.layer, self.rules
-        method, layer, low, high = self.per_finding[finding]
-        return method, layer, replace(self.rules, low=low, high=high)
+        return self.per_finding.get(finding, (self.method, self.layer, self.rules))
 
     def groups(self, findings: list[str]) -> dict[tuple[str, str], list[str]]:
         """The findings drawn from each heatmap: one pass over the images per heatmap."""
@@ -67,11 +76,23 @@ class Settings:
     def heatmap(self) -> dict[str, Any]:
         """What localization.json records of these settings."""
         return {"method": self.method, "layer": self.layer if self.method != "cam" else "transition",
-                "thresholds": [self.rules.low, self.rules.high], "min_area": self.rules.min_area,
-                "merge": self.rules.merge, "max_boxes": self.rules.max_boxes,
-                "per_finding": {f: {"method": m, "layer": layer, "thresholds": [low, high]}
-                                for f, (m, layer, low, high) in self.per_finding.items()},
-                "source": self.source}
+                **_rules_record(self.rules), "min_area": self.rules.min_area, "merge": self.rules.merge,
+                "max_boxes": self.rules.max_boxes,
+                "per_finding": {f: {"method": m, "layer": layer, **_rules_record(r)}
+                                for f, (m, layer, r) in self.per_finding.items()},
+                "source": self.source, "family": list(self.family)}
+
+
+def _rules_record(rules: BoxRules) -> dict[str, Any]:
+    return {"thresholds": [rules.low, rules.high], "level": rules.level, "prior_scale": rules.prior_scale,
+            "grow": rules.grow}
+
+
+def _rules_read(record: dict[str, Any], base: BoxRules) -> BoxRules:
+    """Rules from a record; a file from before the level rules has none and keeps the fixed level."""
+    return replace(base, low=int(record["thresholds"][0]), high=int(record["thresholds"][1]),
+                   level=str(record.get("level", "fixed")), prior_scale=float(record.get("prior_scale", 1.0)),
+                   grow=float(record.get("grow", 1.0)))
 
 
 @dataclass(frozen=True)
@@ -88,13 +109,13 @@ class Options:
 def built_in(arch: str, layers: Collection[str]) -> Settings:
     """The built-in defaults for a network of `arch` offering `layers`: a choice at a layer it lacks
     (a DenseNet has no layer1, `--trunk-stages 3` no layer4) is read at its transition layer."""
-    (method, layer, low, high), per_finding = BUILT_IN
+    (method, layer, rules), per_finding = BUILT_IN
 
     def at(name: str) -> str:
         return name if name in layers else "transition"
 
-    own = {f: (m, at(name), lo, hi) for f, (m, name, lo, hi) in per_finding.items()}
-    return Settings(method, at(layer), BoxRules(low, high), own, source=f"built-in for {arch}")
+    own = {f: (m, at(name), rules) for f, (m, name, rules) in per_finding.items()}
+    return Settings(method, at(layer), rules, own, source=f"built-in for {arch}", family=BUILT_IN_FAMILY)
 
 
 def resolve(base: Settings, options: Options) -> Settings:
@@ -102,8 +123,8 @@ def resolve(base: Settings, options: Options) -> Settings:
     applies to every finding (per-finding choices are dropped); settings that keep no recorded value
     keep no calibration digests."""
     rules = base.rules
-    if options.thresholds is not None:
-        rules = replace(rules, low=options.thresholds[0], high=options.thresholds[1])
+    if options.thresholds is not None:  # the paper's rule at the given levels
+        rules = replace(rules, low=options.thresholds[0], high=options.thresholds[1], level="fixed", grow=1.0)
     if options.min_area is not None:
         rules = replace(rules, min_area=options.min_area)
     if options.max_boxes is not None:
@@ -116,8 +137,7 @@ def resolve(base: Settings, options: Options) -> Settings:
         method == "cam" or options.layer is not None)
     source = "options" if everything_given else base.source
     digests = frozenset() if everything_given else base.calibration_digests
-    return Settings(method, layer, rules, per_finding, source, digests)
-
+    return Settings(method, layer, rules, per_finding, source, digests, () if everything_given else base.family)
 
 
 def read_defaults(run_dir: Path, arch: str, layers: Collection[str]) -> Settings:
@@ -127,14 +147,16 @@ def read_defaults(run_dir: Path, arch: str, layers: Collection[str]) -> Settings
         return built_in(arch, layers)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        rules = BoxRules(int(data["thresholds"][0]), int(data["thresholds"][1]), float(data["min_area"]),
-                         float(data["merge"]), int(data["max_boxes"]))
-        rules.check()
-        per_finding = {str(f): (str(c["method"]), str(c["layer"]), int(c["thresholds"][0]), int(c["thresholds"][1]))
+        base = BoxRules(min_area=float(data["min_area"]), merge=float(data["merge"]), max_boxes=int(data["max_boxes"]))
+        rules = _rules_read(data, base)
+        per_finding = {str(f): (str(c["method"]), str(c["layer"]), _rules_read(c, base))
                        for f, c in data["per_finding"].items()}
+        for r in (rules, *(c[2] for c in per_finding.values())):
+            r.check()
+        family = data["chosen_on"].get("family")
         settings = Settings(str(data["method"]), str(data["layer"]), rules, per_finding,
                             f"{path}, chosen on {data['chosen_on']['images']} images of {data['chosen_on']['boxes']}",
-                            frozenset(data["chosen_on"]["image_digests"]))
+                            frozenset(data["chosen_on"]["image_digests"]), (family,) if family else ())
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise InputError(f"{path}: not a localization defaults file this version can read ({exc}); calibrate "
                          f"again with --calibrate, or delete it to use the built-in defaults") from None
@@ -145,6 +167,7 @@ def write_defaults(run_dir: Path, settings: Settings, chosen_on: dict[str, Any],
     """Record calibrated settings in the run, atomically; `chosen_on` says on what, `report` how they measured."""
     heatmap = settings.heatmap()
     heatmap.pop("source")
+    heatmap.pop("family")
     path = run_dir / DEFAULTS_FILE
     atomic_text(path, json_text({**heatmap, "chosen_on": chosen_on, **report}))
     return path

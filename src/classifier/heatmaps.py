@@ -38,8 +38,19 @@ def grad_cam_maps(model: WeaklySupervisedNet, images: torch.Tensor, layer: str,
       lights every edge the network reads. Their product keeps the places where both agree, as Guided
       Grad-CAM does with guided backpropagation. Calibrated on the README demo's run, it scores 0.78
       at T(IoBB) = 0.5 at layer1, where Grad-CAM at its best layer scores 0.53 (docs/classifier.md)."""
+    probs, maps = grad_cam_kinds(model, images, layer, (kind,))
+    return probs, maps[kind]
+
+
+def grad_cam_kinds(model: WeaklySupervisedNet, images: torch.Tensor, layer: str, kinds: tuple[str, ...],
+                   wanted: list[list[int]] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(probabilities, kind → maps) for several kinds of `grad_cam_maps` at one layer from one backward
+    pass per finding: calibration tries every kind at every layer, and this is its costly part. With
+    `wanted` (per image, the findings whose maps are needed), a pass serves one finding of every image at
+    once (the images of a batch do not mix in an evaluating network), so a batch costs as many passes as
+    its most boxed image has findings, not one per finding; the maps not wanted are left at zero."""
     index, stride, offset = model.map_layers()[layer]
-    saliency = kind == "saliency-gradcam"
+    saliency = "saliency-gradcam" in kinds
     source = images.detach().requires_grad_(saliency)
     with torch.enable_grad() if saliency else torch.no_grad():
         start = model.forward_features(source) if index is None else model.trunk[: index + 1](source)
@@ -48,19 +59,32 @@ def grad_cam_maps(model: WeaklySupervisedNet, images: torch.Tensor, layer: str,
     with torch.enable_grad():
         features = start if index is None else model.transition(model.trunk[index + 1:](start))
         logits = model.forward_head(features)
-        maps, fine = [], []
+        count, batch = logits.shape[1], logits.shape[0]
+        if wanted is None:
+            rounds = [[c] * batch for c in range(count)]
+        else:
+            depth = max((len(w) for w in wanted), default=0)
+            rounds = [[w[r] if r < len(w) else -1 for w in wanted] for r in range(depth)]
+        maps = {k: start.new_zeros((batch, count, *start.shape[2:])) for k in kinds}
+        fine = source.new_zeros((batch, count, *source.shape[2:])) if saliency else None
         wrt = (start, source) if saliency else (start,)
-        for c in range(logits.shape[1]):
-            grads = torch.autograd.grad(logits[:, c].sum(), wrt, retain_graph=c < logits.shape[1] - 1)
-            weight = torch.relu(grads[0]) if kind == "layercam" else grads[0].mean((2, 3), keepdim=True)
-            maps.append(torch.relu((weight * start).sum(1)))
+        for r, chosen in enumerate(rounds):
+            rows = torch.tensor([i for i, c in enumerate(chosen) if c >= 0], dtype=torch.long)
+            cols = torch.tensor([c for c in chosen if c >= 0], dtype=torch.long)
+            if not len(rows):
+                continue
+            grads = torch.autograd.grad(logits[rows, cols].sum(), wrt, retain_graph=r < len(rounds) - 1)
+            cam = torch.relu((grads[0].mean((2, 3), keepdim=True) * start).sum(1))
+            for kind in kinds:
+                value = torch.relu((torch.relu(grads[0]) * start).sum(1)) if kind == "layercam" else cam
+                maps[kind][rows, cols] = value[rows].detach()
             if saliency:
-                fine.append(grads[1].abs().sum(1))
-    out = upsample(torch.stack(maps, 1).detach(), images.shape[-2:], stride, offset)
+                fine[rows, cols] = grads[1].abs().sum(1)[rows]
+    out = {k: upsample(v, images.shape[-2:], stride, offset) for k, v in maps.items()}
     if saliency:
         sigma = stride / 4
         kernel = 2 * int(3 * sigma) + 1
-        out = out * gaussian_blur(torch.stack(fine, 1).detach(), [kernel, kernel], [sigma, sigma])
+        out["saliency-gradcam"] = out["saliency-gradcam"] * gaussian_blur(fine, [kernel, kernel], [sigma, sigma])
     return torch.sigmoid(logits).detach(), out
 
 
@@ -75,6 +99,16 @@ def map_batches(model: WeaklySupervisedNet, data: Prepared, rows: np.ndarray, si
                 say: Callable[[str], None]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(row, probabilities (C,), maps (C, size, size)) of each readable image of `rows`; an unreadable
     one is named and left out."""
+    for row, probs, maps in kinds_batches(model, data, rows, size, batch_size, device, (method,), layer, say):
+        yield row, probs, maps[method]
+
+
+def kinds_batches(model: WeaklySupervisedNet, data: Prepared, rows: np.ndarray, size: int, batch_size: int,
+                  device: torch.device, methods: tuple[str, ...], layer: str, say: Callable[[str], None],
+                  wanted: Callable[[int], list[int]] | None = None
+                  ) -> Iterator[tuple[int, np.ndarray, dict[str, np.ndarray]]]:
+    """As `map_batches`, with the maps of several `methods` ("cam" alone, or Grad-CAM kinds) at one layer;
+    `wanted(row)`: the findings (indices) whose maps that row needs (default: all)."""
     loader = torch.utils.data.DataLoader(ImageDataset.of(data, rows, size), batch_size=batch_size, collate_fn=collate)
     model.eval()
     with torch.no_grad():  # Grad-CAM turns gradients on for itself
@@ -83,9 +117,16 @@ def map_batches(model: WeaklySupervisedNet, data: Prepared, rows: np.ndarray, si
                 say(f"skipped unreadable image {message}")
             if batch is None:
                 continue
-            probs, maps = heatmaps(model, model_input(batch[0], device), method, layer)
+            images = model_input(batch[0], device)
+            if methods == ("cam",):
+                probs, one = class_maps(model, images)
+                maps = {"cam": one}
+            else:
+                need = None if wanted is None else [wanted(int(rows[i])) for i in batch[2].tolist()]
+                probs, maps = grad_cam_kinds(model, images, layer, methods, need)
             for k, index in enumerate(batch[2].tolist()):
-                yield int(rows[index]), probs[k].float().cpu().numpy(), maps[k].float().cpu().numpy()
+                yield (int(rows[index]), probs[k].float().cpu().numpy(),
+                       {m: v[k].float().cpu().numpy() for m, v in maps.items()})
 
 
 def upsample(maps: torch.Tensor, size: tuple[int, int], stride: int, offset: float) -> torch.Tensor:

@@ -11,7 +11,7 @@ With true boxes, the paper's tables and the recent papers' figures are measured 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,11 +24,12 @@ from cxrcore.errors import InputError
 from cxrcore.output import atomic_path, atomic_text, exclusive, json_text, make_folder
 
 from .boxes import Box, BoxRules, boxes_from_map
-from .calibration import calibrate, entry
+from .calibration import Entry, calibrate, entry, rules_text
 from .choices import HEATMAPS
 from .data import Prepared, prepare
 from .defaults import DEFAULTS_FILE, Options, Settings, read_defaults, resolve, write_defaults
-from .heatmaps import map_batches
+from .family import describe, mismatch
+from .heatmaps import kinds_batches, map_batches
 from .inference import pick_device
 from .metrics import localization_metrics
 from .models import WeaklySupervisedNet
@@ -67,6 +68,14 @@ class Scene:
 
 
 @dataclass
+class Outcome:
+    """What `localize` gives back: the metrics (with true boxes) and how many true boxes it skipped."""
+
+    metrics: dict[str, Any] | None
+    skipped_boxes: int = 0
+
+
+@dataclass
 class Drawing:
     """What has been drawn so far."""
 
@@ -77,7 +86,7 @@ class Drawing:
 
 def localize(run_dir: Path, labels_path: Path, images: Path | None, out_dir: Path, boxes_path: Path | None = None,
              calibrate_path: Path | None = None, request: Request = Request(),
-             say: Callable[[str], None] = print, store: Path | None = None) -> dict[str, Any] | None:
+             say: Callable[[str], None] = print, store: Path | None = None) -> Outcome:
     """Write boxes.csv, overlays/ and (with true boxes) localization.json into `out_dir`; with
     `calibrate_path`, first choose and record the run's localization defaults on those boxes' images; with
     `store`, the images are read from that prepared store (overlays from their files where at hand)."""
@@ -85,9 +94,10 @@ def localize(run_dir: Path, labels_path: Path, images: Path | None, out_dir: Pat
     with exclusive(out_dir, *([run_dir / DEFAULTS_FILE] if calibrate_path else [])):
         scene = _scene(run_dir, labels_path, images, request.device, store)
         rows = scene.data.rows(request.split)
-        truth = _truth(boxes_path, scene, rows, request, say) if boxes_path else None
+        skipped: list[int] = []
+        truth = _truth(boxes_path, scene, rows, request, say, skipped) if boxes_path else None
         if calibrate_path:
-            done = _calibrate(run_dir, scene, rows, calibrate_path, boxes_path, truth, request, say)
+            done = _calibrate(run_dir, scene, rows, calibrate_path, boxes_path, truth, request, say, skipped)
             rows = rows[~np.isin(rows, done)]
         # just chosen, within the options, when calibrating
         recorded = read_defaults(run_dir, scene.arch, scene.model.map_layers())
@@ -98,10 +108,14 @@ def localize(run_dir: Path, labels_path: Path, images: Path | None, out_dir: Pat
             _refuse_calibration_images(settings, scene, rows, boxes_path)
             say(f"{len(rows)} images with true boxes")
         own = f"; {len(settings.per_finding)} findings their own" if settings.per_finding else ""
-        say(f"heatmap: {_name(settings.method, settings.layer)}, thresholds {settings.rules.low}/{settings.rules.high}"
-            f"{own} ({settings.source})")
+        say(f"heatmap: {_name(settings.method, settings.layer)}, boxes {rules_text(settings.rules)}{own} "
+            f"({settings.source})")
+        family = describe(scene.data, rows)
+        warning = mismatch(settings.family, family)
+        if warning:
+            say(warning)
         drawing = _draw(scene, rows, truth, settings, request, out_dir, say)
-        return _write(drawing, truth, scene, rows, settings, out_dir, say)
+        return Outcome(_write(drawing, truth, scene, rows, settings, family, out_dir, say), sum(skipped))
 
 
 def _scene(run_dir: Path, labels_path: Path, images: Path | None, device: str, store: Path | None) -> Scene:
@@ -123,31 +137,58 @@ def _check(settings: Settings, scene: Scene) -> None:
 
 
 
-def _truth(path: Path, scene: Scene, rows: np.ndarray, request: Request, say: Callable[[str], None]) -> Truth:
-    """The true boxes of `path` on images among `rows`, of findings the run knows, in each image's own pixels."""
+def _truth(path: Path, scene: Scene, rows: np.ndarray, request: Request, say: Callable[[str], None],
+           skipped: list[int]) -> Truth:
+    """The true boxes of `path` on images among `rows`, of findings the run knows, in each image's own pixels.
+    A box of non-positive size, or not on its film, is named and skipped (its count appended to `skipped`)."""
     table = read_boxes(path, scene.findings + [f for f in scene.data.findings if f not in scene.findings])
     table = table[table["Finding Label"].isin(scene.findings)]
     where = {image_id: row for row, image_id in zip(rows, scene.ids[rows])}
     truth: Truth = {}
+    bad = 0
     for (image_id, finding), group in table.groupby(["Image Index", "Finding Label"], sort=False):
         if image_id not in where:
             continue
+        width, height = scene.data.original_size(where[image_id])
         boxes = group[["x", "y", "w", "h"]].to_numpy(float)
         if request.boxes_size:
-            width, height = scene.data.original_size(where[image_id])
             boxes = boxes * np.array([width, height, width, height]) / request.boxes_size
-        truth.setdefault(image_id, {})[finding] = [tuple(b) for b in boxes]
-    left = table["Image Index"].nunique() - len(truth)
+        for line, box in zip(group.index, boxes):
+            reason = _bad_box(box, width, height)
+            if reason:
+                bad += 1
+                if bad <= 5:
+                    say(f"{path}:{line + 2}: {image_id} {finding} box {', '.join(f'{v:g}' for v in box)} {reason} "
+                        f"of {width}x{height} pixels; skipped")
+                continue
+            truth.setdefault(image_id, {}).setdefault(finding, []).append(tuple(box))
+    if bad > 5:
+        say(f"{path}: {bad - 5} more boxes skipped for the same reasons")
+    skipped.append(bad)
+    left = len({i for i in table["Image Index"] if i not in where})
     if left:
         say(f"{path}: {left} boxed images are not among the rows of {scene.labels_path}"
             f"{' in split ' + request.split if request.split else ''}; left out")
     return truth
 
 
+def _bad_box(box: np.ndarray, width: int, height: int) -> str:
+    """Why a true box (x, y, w, h in its film's pixels) cannot be scored, or "" when it can."""
+    if not np.isfinite(box).all() or box[2] <= 0 or box[3] <= 0:
+        return "has a non-positive or non-finite size"
+    slack = 0.02 * max(width, height) + 1  # readers' boxes may graze the edge
+    if box[0] < -slack or box[1] < -slack or box[0] + box[2] > width + slack or box[1] + box[3] > height + slack:
+        return "is not on its film"
+    return ""
+
+
 def _calibrate(run_dir: Path, scene: Scene, rows: np.ndarray, path: Path, boxes_path: Path | None, truth: Truth | None,
-               request: Request, say: Callable[[str], None]) -> np.ndarray:
+               request: Request, say: Callable[[str], None], skipped: list[int]) -> np.ndarray:
     """Choose and record the run's defaults on `path`'s images; return their rows (never scored)."""
-    held = _truth(path, scene, rows, request, say)
+    held = _truth(path, scene, rows, request, say, skipped)
+    if not held and skipped[-1]:
+        raise InputError(f"--calibrate {path}: none of its boxes on these images can be scored (each named above); "
+                         f"fix their coordinates, or give --boxes-size when they are in another image size's pixels")
     if not held:
         split = f" (--split {request.split})" if request.split else ""
         raise InputError(f"--calibrate {path}: none of its images is among the rows of {scene.labels_path}{split}; "
@@ -171,12 +212,13 @@ def _calibrate(run_dir: Path, scene: Scene, rows: np.ndarray, path: Path, boxes_
     except ValueError as exc:
         raise InputError(f"--calibrate {path}: {exc}; calibrate on other images or a trained run") from None
     chosen_on = {"boxes": str(Path(path).resolve()), "labels": str(scene.labels_path.resolve()), "split": request.split,
-                 "images": len(cal_rows), "image_digests": sorted(scene.data.digest(r) for r in cal_rows)}
-    method, layer, low, high = best
-    written = write_defaults(run_dir, Settings(method, layer, replace(base, low=low, high=high), own), chosen_on,
-                             report)
-    mine = ", ".join(f"{f} {_name(m, lay)} {lo}/{hi}" for f, (m, lay, lo, hi) in own.items())
-    say(f"chose {_name(method, layer)} {low}/{high}" + (f"; per finding: {mine}" if mine else "") + f" → {written}")
+                 "images": len(cal_rows), "image_digests": sorted(scene.data.digest(r) for r in cal_rows),
+                 "family": describe(scene.data, cal_rows, f"the films of {Path(path).name}")}
+    method, layer, rules = best
+    written = write_defaults(run_dir, Settings(method, layer, rules, own), chosen_on, report)
+    mine = ", ".join(f"{f} {_name(m, lay)} {rules_text(r)}" for f, (m, lay, r) in own.items())
+    say(f"chose {_name(method, layer)} {rules_text(rules)}" + (f"; per finding: {mine}" if mine else "")
+        + f" → {written}")
     return cal_rows
 
 
@@ -184,17 +226,21 @@ def _name(method: str, layer: str) -> str:
     return method if method == "cam" else f"{method} at {layer}"
 
 
-def _entries(scene: Scene, rows: np.ndarray, held: Truth, method: str, layer: str, say: Callable[[str], None]) -> list:
-    """The calibration entries of one heatmap on `rows`."""
-    out = []
-    for row, _, maps in map_batches(scene.model, scene.data, rows, scene.size, scene.batch_size, scene.device, method,
-                                    layer, say):
-        width, height = scene.data.original_size(row)
-        for finding, boxes in held[scene.ids[row]].items():
+def _entries(scene: Scene, rows: np.ndarray, held: Truth, methods: list[str], layer: str,
+             say: Callable[[str], None]) -> dict[str, list[Entry]]:
+    """The calibration entries of each of `methods` at `layer` on `rows`, in one pass ("cam" in a pass of its own)."""
+    out: dict[str, list[Entry]] = {m: [] for m in methods}
+    passes = [("cam",)] if "cam" in methods else []
+    passes += [tuple(m for m in methods if m != "cam")] if any(m != "cam" for m in methods) else []
+    for kinds in passes:
+        for row, _, maps in kinds_batches(scene.model, scene.data, rows, scene.size, scene.batch_size, scene.device,
+                                          kinds, layer, say, lambda r: [scene.findings.index(f) for f in
+                                                                        held[scene.ids[r]]]):
+            width, height = scene.data.original_size(row)
             scale = (width / scene.size, height / scene.size)
-            found = entry(finding, maps[scene.findings.index(finding)], boxes, scale)
-            if found is not None:
-                out.append(found)
+            for finding, boxes in held[scene.ids[row]].items():
+                for method in kinds:
+                    out[method].append(entry(finding, maps[method][scene.findings.index(finding)], boxes, scale))
     return out
 
 
@@ -234,7 +280,7 @@ def _draw_image(scene: Scene, row: int, probs: np.ndarray, maps: np.ndarray, fin
         p, wanted = float(probs[j]), truth is not None and finding in truth
         if p < request.min_score and not wanted:
             continue
-        found = boxes_from_map(maps[j], settings.choice_for(finding)[2], scale)
+        found = boxes_from_map(maps[j], settings.choice_for(finding)[2], scale, finding)
         if wanted:
             py, px = np.unravel_index(int(maps[j].argmax()), maps[j].shape)
             drawing.peaks.append({"Image Index": image_id, "Finding Label": finding, "x": (px + 0.5) * scale[0],
@@ -248,8 +294,8 @@ def _draw_image(scene: Scene, row: int, probs: np.ndarray, maps: np.ndarray, fin
             drawing.drawn += 1
 
 
-def _write(drawing: Drawing, truth: Truth | None, scene: Scene, rows: np.ndarray, settings: Settings, out_dir: Path,
-           say: Callable[[str], None]) -> dict[str, Any] | None:
+def _write(drawing: Drawing, truth: Truth | None, scene: Scene, rows: np.ndarray, settings: Settings,
+           family: dict[str, Any], out_dir: Path, say: Callable[[str], None]) -> dict[str, Any] | None:
     """boxes.csv, and with true boxes the metrics in localization.json (returned)."""
     predicted = pd.DataFrame(drawing.records, columns=BOX_FIELDS)
     with atomic_path(out_dir / "boxes.csv") as tmp:
@@ -263,5 +309,6 @@ def _write(drawing: Drawing, truth: Truth | None, scene: Scene, rows: np.ndarray
     peaks = pd.DataFrame(drawing.peaks, columns=["Image Index", "Finding Label", "x", "y"])
     metrics = localization_metrics(predicted, table, scene.findings, peaks)
     metrics["heatmap"] = settings.heatmap()
+    metrics["scored_family"] = family
     atomic_text(out_dir / "localization.json", json_text(metrics))
     return metrics
