@@ -92,7 +92,7 @@ def decide_matched(graph: nx.MultiDiGraph, head: int, lexicon: Lexicon, sign: bo
         kind, rule, matched = found[0].kind, found[0].id, found[0].id
     if sign and kind == "positive":
         return lexicon.assertions.sign_kind, lexicon.assertions.sign_rule, matched
-    if kind == "positive" and _asked(graph):
+    if kind == "positive" and (_asked(graph) or _marked(graph, head)):
         return lexicon.assertions.query_kind, lexicon.assertions.query_rule, matched
     return kind, rule, matched
 
@@ -103,3 +103,19 @@ def _asked(graph: nx.MultiDiGraph) -> bool:
     while words and words[-1] in (".", ";", ","):
         words.pop()
     return bool(words) and (words[0].startswith("?") or words[-1].endswith("?"))
+
+
+QUERY_REACH = 4  # words a "?" may stand before the mention it questions ("? small left effusion")
+CLAUSE_MARKS = {",", ";", ":", ".", "-", "(", ")"}
+
+
+def _marked(graph: nx.MultiDiGraph, head: int) -> bool:
+    """A question mark stands before the mention in its clause, at most QUERY_REACH words before it
+    ("? minimal effusion", "? vascular ? hilar mass"): the telegraphic reports' way of asking."""
+    for n in range(head - 1, max(-1, head - QUERY_REACH - 2), -1):
+        text = graph.nodes[n]["text"] if n in graph else ""
+        if text.startswith("?"):
+            return True
+        if text in CLAUSE_MARKS:
+            return False
+    return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import json
 import os
 import sys
 from pathlib import Path
@@ -67,6 +68,10 @@ def main() -> None:
 @click.option("--schema", default=DEFAULT_SCHEMA, show_default=True,
               help="Label schema: a folder of the lexicon's schemas/ (chestxray14, chexpert).")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Installed spaCy pipeline to parse with.")
+@click.option("--profile", help="A profile of the lexicon's conventions (conventions.yaml), e.g. clinical: differentials "
+                                "and '?' uncertain, likely/probable positive, opacity words Infiltration.")
+@click.option("--convention", "convention_values", multiple=True, metavar="KEY=VALUE",
+              help="Set one convention (conventions.yaml; repeatable), e.g. --convention differential=uncertain.")
 @click.option("--assertions", "method", type=click.Choice(METHODS), default="rules", show_default=True,
               help="How mentions are decided: graph rules, keyword (all positive) or negex (baseline).")
 @click.option("--encoding", default="utf-8", show_default=True, callback=_encoding,
@@ -83,14 +88,16 @@ def main() -> None:
 def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, output_format: str, lexicon: Path | None,
           schema: str, model: str, method: str, encoding: str, workers: int, engine: str, scheduler: str | None,
           chunk_size: int, resume: bool, quiet: bool, update_path: Path | None, prune: bool, relabel: bool,
-          cache_dir: Path | None, no_cache: bool) -> None:
+          cache_dir: Path | None, no_cache: bool, profile: str | None, convention_values: tuple[str, ...]) -> None:
     """Label reports in INPUTS (folders of .xml/.txt, or .csv/.parquet/.jsonl tables)."""
     from .changes import provenance
     from .engine import Settings, fingerprint, make_engine, run_labeling
     from .readers import ReadSettings, read_inputs
 
     output = _label_target(output, update_path, prune, relabel, output_format, cache_dir, no_cache)
-    lex = load_lexicon(lexicon, schema)
+    from .conventions import parse_overrides
+
+    lex = load_lexicon(lexicon, schema, profile, parse_overrides(convention_values))
     if lexicon is not None:
         _require_examples(lex, model)
     settings = Settings(lexicon=lex, model=model, method=method, report_text=output_format == "chexpert-csv",
@@ -99,7 +106,8 @@ def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, output_
     meta = {"version": __version__, "lexicon": lex.folder, "schema": schema, "lexicon_digest": lex.digest,
             "parser_package": model,
             "assertions": method, "inputs": [str(p) for p in inputs], "label_columns": lex.label_columns,
-            "no_finding": lex.no_finding, **provenance(lex)}
+            "no_finding": lex.no_finding, "profile": profile, "conventions": dict(lex.conventions),
+            **provenance(lex)}
     records = read_inputs(list(inputs), ReadSettings(lex.sections.table_columns, encoding, lex.limits.report_chars))
     plan = None
     if update_path is not None:
@@ -190,6 +198,9 @@ def _progress(quiet: bool) -> Progress:
 @click.option("--attributes", "attributes_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Gold side/severity/change (report_id, finding, side, severity, change) to score the evidence's "
                    "attributes against.")
+@click.option("--by-rule", "by_rule", is_flag=True,
+              help="Also print, for every rule that decided a mention, how often it agrees with GOLD, with examples of "
+                   "its errors (needs the labels' mentions.parquet).")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Resamples of the reports for 95% confidence intervals (0: none).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resamples.")
@@ -198,14 +209,17 @@ def _progress(quiet: bool) -> Progress:
                    "figures weighted back to the archive.")
 def evaluate(labels: Path, gold: Path, uncertain: str, json_path: Path | None, errors_path: Path | None,
              evidence: Path | None, attributes_path: Path | None, bootstrap: int, seed: int,
-             weights_path: Path | None) -> None:
-    """Precision, recall and F1 of LABELS against GOLD (report_id + 1/0/-1/blank per finding)."""
+             weights_path: Path | None, by_rule: bool) -> None:
+    """Precision, recall and F1 of LABELS against GOLD (report_id + 1/0/-1/blank per finding); with the
+    labels' mentions.parquet, how often each value of each convention agrees with GOLD."""
     from .evaluate import evaluate_attributes, evaluate_files, format_attributes, format_table, list_errors
 
     evidence = evidence or _beside(labels, "mentions.parquet")
     if attributes_path and evidence is None:
         raise click.UsageError("--attributes needs the labels' mentions.parquet (--evidence)")
-    inputs = [labels, gold, *(p for p in (evidence, weights_path) if p is not None)]
+    if by_rule and evidence is None:
+        raise click.UsageError("--by-rule needs the labels' mentions.parquet (--evidence)")
+    inputs = [labels, gold, *(p for p in (evidence, weights_path, attributes_path) if p is not None)]
     with Outputs([json_path, errors_path], inputs) as outputs:
         result = evaluate_files(labels, gold, uncertain=uncertain, bootstrap=bootstrap, seed=seed,
                                 weights=weights_path)
@@ -213,6 +227,18 @@ def evaluate(labels: Path, gold: Path, uncertain: str, json_path: Path | None, e
         if attributes_path:
             result["attributes"] = evaluate_attributes(evidence, attributes_path, _labels_lexicon(labels))
             click.echo(format_attributes(result["attributes"]))
+        if evidence is not None:
+            from .rule_scores import by_convention, format_conventions, format_rules, scored_mentions, \
+                by_rule as score_rules
+
+            lex = _labels_lexicon(labels)
+            scored = scored_mentions(evidence, gold, lex.label_columns)
+            result["conventions"] = by_convention(scored, lex)
+            if result["conventions"]:
+                click.echo(format_conventions(result["conventions"]))
+            if by_rule:
+                result["rules"] = score_rules(scored)
+                click.echo(format_rules(result["rules"]))
         if json_path:
             Path(outputs.path(json_path)).write_text(json_text(result), encoding="utf-8")
         if errors_path:
@@ -229,7 +255,11 @@ def _labels_lexicon(labels: Path) -> Lexicon:
 
     meta = read_metadata(labels)
     folder = meta.get("lexicon")
-    return load_lexicon(folder if folder and Path(folder).is_dir() else None, meta.get("schema", DEFAULT_SCHEMA))
+    conventions = meta.get("conventions") or None  # the values it was labeled under (JSON in the metadata)
+    if isinstance(conventions, str):
+        conventions = json.loads(conventions)
+    return load_lexicon(folder if folder and Path(folder).is_dir() else None, meta.get("schema", DEFAULT_SCHEMA),
+                        conventions=conventions)
 
 
 def _beside(path: Path, name: str) -> Path | None:
@@ -489,6 +519,7 @@ def check_lexicon_command(folder: Path, only: str | None, model: str) -> None:
     # Every file is read (or the folder refused) before the parser is even imported: a hostile lexicon costs
     # a second and about 100 MB, not the parser's.
     lexicons = [load_lexicon(folder, name) for name in names]
+    from .conventions import example_failures
     from .lexicon_check import check_lexicon
     from .parse import load_model
 
@@ -501,6 +532,13 @@ def check_lexicon_command(folder: Path, only: str | None, model: str) -> None:
             click.echo(str(failure))
         click.echo(f"{folder} ({name}): {len(lex.findings)} findings, {len(lex.rules)} rules, {count} examples: "
                    + (f"{len(failures)} do not behave as written" if failures else "every one behaves as written"))
+        bad += len(failures)
+        count, failures = example_failures(folder, name, nlp)
+        for line in failures:
+            click.echo(line)
+        if count:
+            click.echo(f"{folder} ({name}): {count} convention examples: "
+                       + (f"{len(failures)} do not behave as written" if failures else "every one behaves as written"))
         bad += len(failures)
     for key in sorted(not_applying or ()):
         click.echo(f"{key}: names no finding of any schema ({', '.join(names)})")

@@ -16,6 +16,7 @@ words, since the pattern may contain the cue itself.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
@@ -31,12 +32,13 @@ from .lexicon import Lexicon, ParseSettings, Rule
 from .mentions import Match, MentionFinder
 from .parse import decode_parse, encode_parse, load_model, parse_sentences, sentence_graph
 from .readers import Report
-from .sections import normalise, select_sections, split_sentences
+from .sections import heading_regex, normalise, revision_regex, select_sections, split_sentences
 
 if TYPE_CHECKING:
     from spacy.language import Language
     from spacy.tokens import Doc
 
+BLANK = "blank"  # the kind of a convention's value that counts a mention as not mentioned (conventions.py)
 CACHE_LIMIT = 200_000  # distinct sentences remembered; the cache starts afresh past this, to bound memory
 
 
@@ -154,10 +156,13 @@ class Labeler:
             mentions: list[Mention] = []
             for section, index, offset, sentence, original in layout:
                 for finding, a, b, assertion, rule, attributes, _ in self._cache[sentence]:
+                    if assertion == BLANK:
+                        continue
                     mentions.append(Mention(finding, section, index, offset + a, offset + b,
                                             report.text[offset + a:offset + b], original, assertion, rule, *attributes))
-            labels = aggregate(((m.finding, m.assertion) for m in mentions), self.lexicon.finding_names,
-                               self.lexicon.precedence, self.lexicon.schema)
+            labels = aggregate(((m.finding, m.assertion) for m in latest(mentions, revision_starts(report.text,
+                                                                                           self.lexicon.revisions))),
+                               self.lexicon.finding_names, self.lexicon.precedence, self.lexicon.schema)
             yield Labeled(report, labels, mentions,
                           bool(self.touched) and any(s in self.touched for _, _, _, s, _ in layout))
 
@@ -200,7 +205,8 @@ class Labeler:
         text = normalise(report.text, self.lexicon.placeholders)
         out = []
         for section, start, end in select_sections(report, self.lexicon.sections):
-            for a, b in split_sentences(text, start, end, self.lexicon.limits.sentence_chars):
+            for a, b in split_sentences(text, start, end, self.lexicon.limits.sentence_chars,
+                                        self.lexicon.parse.headings):
                 out.append((section, len(out), a, self._cased(text[a:b]), report.text[a:b]))
         return out
 
@@ -226,11 +232,12 @@ class Labeler:
             if not matches:
                 out[sentence] = normal
             elif self.method == "keyword":
-                out[sentence] = [(m.finding, m.start, m.end, "positive", "keyword", NO_ATTRIBUTES, None)
-                                 for m in matches if not m.absent] + stated + normal
+                out[sentence] = _in_order([(m.finding, m.start, m.end, "positive", "keyword", NO_ATTRIBUTES, None)
+                                           for m in matches if not m.absent] + stated) + normal
             elif self.method == "negex":
                 named = [m for m in matches if not m.absent]
-                out[sentence] = [(*d, NO_ATTRIBUTES, None) for d in self._negex_decider()(sentence, named)] + stated + normal
+                out[sentence] = _in_order([(*d, NO_ATTRIBUTES, None) for d in self._negex_decider()(sentence, named)]
+                                          + stated) + normal
             else:
                 needing_parse.append((sentence, matches, normal))
         parsed = self._graphs([(s, matches) for s, matches, _ in needing_parse])
@@ -240,7 +247,7 @@ class Labeler:
                 assertion, rule, matched = decide_matched(graph, head, self.lexicon, m.sign, m.absent)
                 decisions.append((m.finding, m.start, m.end, assertion, rule, _attributes(graph, head, self.lexicon),
                                   matched))
-            out[sentence] = decisions + normal
+            out[sentence] = decisions + normal  # blank ones too: the rule behind them counts for `Carry`
         return out
 
     def _negex_decider(self) -> Callable[[str, list[Match]], list[tuple[str, int, int, str, str]]]:
@@ -281,6 +288,30 @@ class Labeler:
                                     *decide(graph, head, self.lexicon, m.sign, m.absent),
                                     describe(graph, head, self.lexicon)) for m, head in zip(matches, heads)])
         return out
+
+
+def _in_order(decisions: list[Decision]) -> list[Decision]:
+    """Decisions in the order of their mentions in the sentence, as the rules method gives them."""
+    return sorted(decisions, key=lambda d: (d[1], d[2]))
+
+
+def revision_starts(text: str, words: tuple[str, ...]) -> list[int]:
+    """Where each revision of the report begins (a line opening with a revision word, "ADDENDUM")."""
+    if not words:
+        return []
+    return [m.start() for m in revision_regex(words).finditer(text)]
+
+
+def latest(mentions: list[Mention], starts: list[int]) -> list[Mention]:
+    """For each finding, the mentions of the latest revision that mentions it: a final report or an
+    addendum re-reads the film, and what it says of a finding replaces the preliminary read."""
+    if not starts:
+        return mentions
+    revision = [bisect.bisect_right(starts, m.start) for m in mentions]
+    last: dict[str, int] = {}
+    for m, r in zip(mentions, revision):
+        last[m.finding] = max(last.get(m.finding, 0), r)
+    return [m for m, r in zip(mentions, revision) if r == last[m.finding]]
 
 
 def _attributes(graph: nx.MultiDiGraph, head: int, lexicon: Lexicon) -> Attributes:
@@ -350,7 +381,18 @@ def mask_mentions(sentence: str, matches: list[Match], settings: ParseSettings) 
         group_end = max(group_end, matches[i].end)
     flush()
     pieces.append(reword(sentence[pos:], settings))
-    return "".join(pieces), spans
+    return _hide_heading("".join(pieces), spans, settings), spans
+
+
+def _hide_heading(text: str, spans: list[tuple[int, int]], settings: ParseSettings) -> str:
+    """The text with a leading organ heading ("Pleura:") blanked, when no mention lies in it: the parser
+    hangs what follows a heading on the heading, and a "no" after it loses its scope."""
+    if not settings.headings:
+        return text
+    found = heading_regex(settings.headings).match(text)
+    if found is None or any(a < found.end() for a, _ in spans):
+        return text
+    return " " * found.end() + text[found.end():]
 
 
 def reword(text: str, settings: ParseSettings) -> str:

@@ -98,6 +98,7 @@ class ParseSettings:
     lowercase_all_caps: bool
     replace: tuple[tuple[str, str], ...]  # (word, same-length word the parser reads as meant)
     examples: tuple[Example, ...]
+    headings: tuple[str, ...] = ()  # organ headings ("Pleura:"; conventions.yaml `layout`): the parser never sees them
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,11 @@ class Lexicon:
     attribute_examples: tuple[AttributeExample, ...]
     digest: str
     folder: str
+    # The conventions in force (conventions.yaml, conventions.py): (key, value), and (key, the ids of the rules
+    # and decisions whose kind the value sets), for the outputs' metadata and `evaluate`'s agreement per value.
+    conventions: tuple[tuple[str, str], ...] = ()
+    convention_rules: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    revisions: tuple[str, ...] = ()  # words that open a revision ("addendum"): its mentions replace earlier ones
 
     @property
     def no_finding(self) -> str:
@@ -241,9 +247,11 @@ def schemas(folder: str | Path | None = None) -> list[str]:
     return sorted(p.name for p in (root / "schemas").glob("*") if (p / "findings.yaml").is_file())
 
 
-def load_lexicon(folder: str | Path | None = None, schema: str = DEFAULT_SCHEMA) -> Lexicon:
+def load_lexicon(folder: str | Path | None = None, schema: str = DEFAULT_SCHEMA, profile: str | None = None,
+                 conventions: dict[str, str] | None = None) -> Lexicon:
     """Load and validate a lexicon folder for one schema: `labeler.yaml` and `rules/*.yaml` (shared by
-    every schema), `schemas/SCHEMA/findings.yaml` and `schemas/SCHEMA/schema.yaml`."""
+    every schema), `schemas/SCHEMA/findings.yaml` and `schemas/SCHEMA/schema.yaml`; then the conventions of
+    `conventions.yaml` (when the folder has one) with a `profile`'s values and the `conventions` given."""
     root = Path(folder) if folder is not None else default_folder()
     if not root.is_dir():
         raise LexiconError(f"{root}: lexicon folder not found; pass --lexicon with a folder holding labeler.yaml")
@@ -287,13 +295,16 @@ def load_lexicon(folder: str | Path | None = None, schema: str = DEFAULT_SCHEMA)
             raise LexiconError(f"{rule.source}: {rule.id} -> id: already defined at {seen[rule.id]}")
         seen[rule.id] = rule.source
 
-    return Lexicon(
+    lexicon = Lexicon(
         findings=tuple(findings),
         rules=tuple(sorted(rules, key=lambda r: -r.priority)),
         digest=files.digest([findings_file, schema_file, settings_file, attributes_file, *rule_files]),
         folder=str(root),
         **settings,
     )
+    from .conventions import apply_conventions  # it builds on this module's classes
+
+    return apply_conventions(lexicon, files, root / "conventions.yaml", schema, profile, conventions or {})
 
 
 def _check_sizes(path: Path, findings: list[Finding], normal_phrases: tuple[str, ...]) -> None:

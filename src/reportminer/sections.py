@@ -16,7 +16,9 @@ from typing import Iterator
 from .lexicon import Placeholder, SectionSettings
 from .readers import Report
 
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=[ \t]*(?:\d+[.)]|[-*•])\s)")
+# A question mark ends a sentence only when it ends a word ("Effusion? Small."): a free-standing one asks
+# about what follows ("? minimal effusion", "? vascular ? hilar mass").
+SENTENCE_END = re.compile(r"(?<=[.!;])\s+|(?<=\S\?)\s+|\n\s*\n|\n(?=[ \t]*(?:\d+[.)]|[-*•])\s)")
 LIST_MARKER = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s*$")
 Span = tuple[str, int, int]  # (section, start, end)
 
@@ -82,18 +84,45 @@ def _header_length(text: str, body_start: int) -> int:
 def normalise(text: str, placeholders: tuple[Placeholder, ...]) -> str:
     """The text with each placeholder token replaced by its word, padded to keep every offset."""
     for ph in placeholders:
-        word = ph.replacement.ljust(len(ph.token))
-        text = re.sub(rf"(?<![\w-]){re.escape(ph.token)}(?!\w)", word, text)
         if ph.token not in text:  # most reports have none of them: skip the regular expression
             continue
+        word = ph.replacement.ljust(len(ph.token))
+        text = re.sub(rf"(?<![\w-]){re.escape(ph.token)}(?!\w)", word, text)
     return text
 
 
-def split_sentences(text: str, start: int, end: int, max_chars: int) -> Iterator[tuple[int, int]]:
+@lru_cache(maxsize=8)
+def heading_regex(headings: tuple[str, ...]) -> re.Pattern[str]:
+    """An organ heading at the start of a text ("Pleura:", "- Heart and mediastinum :", "2. Lungs:")."""
+    names = "|".join(re.escape(h).replace(r"\ ", r"[ \t]+") for h in sorted(headings, key=len, reverse=True))
+    return re.compile(rf"(?i)[ \t]*(?:(?:\d+[.)]|[-*•])[ \t]*)?(?:{names})[ \t]*:[ \t]*")
+
+
+@lru_cache(maxsize=8)
+def revision_regex(words: tuple[str, ...]) -> re.Pattern[str]:
+    """A line that opens a revision of the report ("ADDENDUM:", "FINAL REPORT", "Addendum (attending):")."""
+    names = "|".join(re.escape(w).replace(r"\ ", r"[ \t]+") for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?im)^[ \t]*(?:{names})\b")
+
+
+@lru_cache(maxsize=8)
+def _heading_break(headings: tuple[str, ...]) -> re.Pattern[str]:
+    """A line break before an organ heading: each heading starts a sentence."""
+    return re.compile(r"\n(?=" + heading_regex(headings).pattern.removeprefix("(?i)") + ")", re.IGNORECASE)
+
+
+def split_sentences(text: str, start: int, end: int, max_chars: int,
+                    headings: tuple[str, ...] = ()) -> Iterator[tuple[int, int]]:
     """Sentence (start, end) offsets within text[start:end], trimmed; bare list markers ("2.") dropped;
-    a sentence longer than `max_chars` cut at spaces into pieces no longer than that."""
+    a sentence longer than `max_chars` cut at spaces into pieces no longer than that; with `headings`
+    (organ headings, conventions.yaml `layout`), a line that starts with one starts a sentence."""
     pos = start
-    for m in SENTENCE_END.finditer(text, start, end):
+    ends = list(SENTENCE_END.finditer(text, start, end))
+    if headings:
+        ends = sorted(ends + list(_heading_break(headings).finditer(text, start, end)), key=lambda m: m.start())
+    for m in ends:
+        if m.start() < pos:
+            continue
         for a, b in _trimmed(text, pos, m.start()):
             yield from _pieces(text, a, b, max_chars)
         pos = m.end()
