@@ -271,15 +271,17 @@ def _thresholds(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--boxes", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="True boxes in the NIH BBox_List format: score the predicted boxes against them.")
 @click.option("--calibrate", "calibrate_boxes", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="True boxes held apart from --boxes: choose the heatmap and thresholds on their images (rows of "
-                   "LABELS) and record them in RUN_DIR/localization_defaults.json; those images are never scored.")
+              help="True boxes held apart from --boxes (20 or more fit the boxes to your own films): choose the "
+                   "heatmap and box rules on their images (rows of LABELS) by IoU and record them in "
+                   "RUN_DIR/localization_defaults.json; those images are never scored.")
 @click.option("--method", type=click.Choice(HEATMAPS), show_default="the run's recorded default",
               help="Heatmaps: class activation maps (the paper's), or Grad-CAM read at --layer: alone, per activation "
                    "(LayerCAM), or times the input's saliency.")
 @click.option("--layer", show_default="the run's recorded default",
               help="Grad-CAM's layer: transition, or a ResNet's layer1-layer4.")
 @click.option("--thresholds", callback=_thresholds, show_default="the run's recorded default",
-              help="LOW,HIGH on the map's 0-255 scale: a box is a region above LOW that reaches HIGH.")
+              help="LOW,HIGH on the map's 0-255 scale: a box is a region above LOW that reaches HIGH (the paper's "
+                   "fixed level, no growth to the size prior, no enlargement).")
 @click.option("--min-area", type=click.FloatRange(0, 1, max_open=True), show_default="0.001",
               help="Regions smaller than this share of the image draw no box.")
 @click.option("--max-boxes", type=click.IntRange(min=1), show_default="3", help="Boxes per finding and image, at most.")
