@@ -111,7 +111,7 @@ def test_an_edited_rule_is_refused_then_relabels_only_the_reports_it_touches(tmp
     before = (tmp_path / "out" / "labels.parquet").read_bytes()
     refused = update(tmp_path / "out", reports, "--lexicon", lexicon, "--cache", cache)
     assert refused.exit_code == 1 and len(refused.output.strip().splitlines()) == 1
-    assert "was labeled with other rules" in refused.output and "rules changed: unc.hedge_modifier" in refused.output
+    assert "was labeled with other rules or code" in refused.output and "rules changed: unc.hedge_modifier" in refused.output
     assert "pass --relabel-changed-rules" in refused.output
     assert (tmp_path / "out" / "labels.parquet").read_bytes() == before
 

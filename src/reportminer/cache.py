@@ -8,7 +8,8 @@ one run, for several runs and for Dask workers on this machine) holds two tables
 - `decisions`: (namespace, sentence) → the sentence's mentions and decisions as JSON. The namespace
   is a digest of everything a decision depends on (`decision_key`): the lexicon's digest (which
   covers its schema), the assertion method, the spaCy model's name and version, spaCy's version and
-  this toolkit's version. An edited rule or another parser gives another namespace, so a stale
+  this toolkit's version and source code (`source_digest`: an edited module counts, even under the
+  same version number). An edited rule or another parser gives another namespace, so a stale
   decision is never served; the old one ages out.
 - `parses`: (namespace, masked sentence) → its parse (words, tags, dependencies, lemmas), keyed by
   the model alone (`parse_key`): an edited rule re-decides sentences from their stored parses
@@ -28,6 +29,7 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -68,9 +70,19 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 
 
+@lru_cache(maxsize=1)
+def source_digest() -> str:
+    """A digest of this package's Python source: the code that finds, parses and decides mentions."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def parse_key(model: str, description: str, spacy_version: str) -> str:
-    """The namespace of parses: the model as named and as described by its meta, spaCy's and our version."""
-    return _digest("parse", str(SCHEMA_VERSION), __version__, model, description, spacy_version)
+    """The namespace of parses: the model as named and as described by its meta, spaCy's and our version
+    and source."""
+    return _digest("parse", str(SCHEMA_VERSION), __version__, source_digest(), model, description, spacy_version)
 
 
 def decision_key(parses: str, lexicon_digest: str, method: str) -> str:

@@ -121,7 +121,7 @@ def compare(previous: Previous, settings: Settings, schema: str, relabel: bool) 
     if meta.get("cache_key") == decisions:
         return Change("none")
     if meta.get("cache_parse_key") != parses:
-        change = Change("all", reason="another parser, spaCy or toolkit version")
+        change = Change("all", reason="another parser, spaCy, or version or source code of this toolkit")
     elif meta.get("lexicon_other_digest") != other_digest(settings.lexicon) or "rule_digests" not in meta:
         change = Change("all", reason="the lexicon's findings, sections, settings or attributes changed")
     else:
@@ -129,7 +129,7 @@ def compare(previous: Previous, settings: Settings, schema: str, relabel: bool) 
         change = Change("rules", frozenset(changed),
                         "rules changed: " + (", ".join(sorted(changed)) if changed else "none (examples or notes only)"))
     if not relabel:
-        raise InputError(f"--update {path}: was labeled with other rules (lexicon {meta.get('lexicon_digest')}, now "
+        raise InputError(f"--update {path}: was labeled with other rules or code (lexicon {meta.get('lexicon_digest')}, now "
                          f"{settings.lexicon.digest}; {change.reason}); pass --relabel-changed-rules to relabel the "
                          f"reports they touch, or label afresh with -o")
     return change
