@@ -1,25 +1,37 @@
-"""Throughput and memory of `reportminer label` on an archive-sized corpus built from real reports.
+"""Speed of `reportminer label` on an archive-sized corpus built from real reports: cold, warm, updated.
 
 The corpus: N reports resampled from the FINDINGS and IMPRESSION sentences of the OpenI development
 reports (seeded; each report draws as many sentences per section as a real report has, so the text
 is varied and repeats the way real archives do). Written as JSONL with `findings`/`impression`.
+The archive then grows by 10%: N/10 more reports drawn the same way with another seed.
 
-Throughput: `reportminer label` (a subprocess: start-up, model loading, reading and writing all
-included, default workers = all cores) against a plain reference measured in the same run: spaCy's
+Measured in one run, every `reportminer label` a subprocess (start-up, reading and writing
+included, default workers = all cores), against a reference measured in the same run: spaCy's
 `nlp.pipe` over the same texts with the same model and pipeline, one process, no labeling at all.
-The ratio of reports per second is printed last.
 
-Memory (`--memory`): peak RSS of `reportminer label`'s whole process tree at N and at 10 N reports.
+1. cold: `label` with an empty decision cache;
+2. warm: the same command again, its cache now holding yesterday's decisions;
+3. update: `label --update` of the cold run's output with the grown archive, against a cold
+   labeling of the grown archive (`--no-cache`), compared row for row.
+
+The table printed last is the one README.md and docs/archive.md show. `--profile` adds where a cold
+labeling spends its time (cProfile, one process). `--memory`: peak RSS of the whole process tree at
+N and at 10 N reports.
 
     python benchmarks/label_throughput.py ../shared/data/openi-dev/reports --reports 20000
+    python benchmarks/label_throughput.py ../shared/data/openi-dev/reports --reports 20000 --profile
     python benchmarks/label_throughput.py ../shared/data/openi-dev/reports --reports 20000 --memory
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import os
+import pstats
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,11 +41,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import psutil
+import pyarrow.parquet as pq
 
-from reportminer.labeler import Labeler
+from reportminer.cache import source_digest
 from reportminer.lexicon import load_lexicon
 from reportminer.parse import DEFAULT_MODEL, load_model
-from reportminer.readers import Report
 from reportminer.sections import split_sentences
 
 
@@ -49,14 +61,14 @@ def real_sections(folder: Path) -> dict[str, list[list[str]]]:
     return out
 
 
-def build_corpus(folder: Path, n: int, path: Path, seed: int = 0) -> list[str]:
-    """Write N resampled reports as JSONL; return their texts (for the reference)."""
+def build_corpus(folder: Path, n: int, path: Path, seed: int = 0, first: int = 0) -> list[str]:
+    """Write N resampled reports (ids from R`first`) as JSONL; return their texts (for the reference)."""
     rng = random.Random(seed)
     sections = real_sections(folder)
     pools = {k: [s for report in v for s in report] for k, v in sections.items()}
     texts = []
     with path.open("w") as fh:
-        for i in range(n):
+        for i in range(first, first + n):
             row = {"report_id": f"R{i}"}
             for name, reports in sections.items():
                 count = len(rng.choice(reports))
@@ -93,19 +105,61 @@ def peak_rss(command: list[str]) -> tuple[float, float]:
     return time.perf_counter() - start, peak / 2**20
 
 
-def like_for_like(texts: list[str], nlp) -> float:  # type: ignore[no-untyped-def]
-    """Reports per second of the labeler in this process, every sentence decided where it occurs (no cache),
-    on the reference's texts with the reference's model already loaded."""
-    reports = [Report(f"R{i}", text, "benchmark") for i, text in enumerate(texts)]
-    labeler = Labeler(load_lexicon(), nlp, cache=False)
+def label(*args: str | Path) -> float:
+    """Seconds of one `reportminer label` run (a subprocess, everything included)."""
     start = time.perf_counter()
-    for _ in labeler.label(reports):
+    done = subprocess.run(["reportminer", "label", *map(str, args), "--quiet"], capture_output=True, text=True)
+    if done.returncode not in (0, 3):
+        sys.exit(done.stderr)
+    return time.perf_counter() - start
+
+
+def reference(texts: list[str]) -> float:
+    """Reports per second of spaCy's nlp.pipe over the texts: same model and pipeline, no labeling."""
+    nlp = load_model(DEFAULT_MODEL)
+    start = time.perf_counter()
+    for _ in nlp.pipe(texts, batch_size=256):
         pass
-    return len(reports) / (time.perf_counter() - start)
+    return len(texts) / (time.perf_counter() - start)
 
 
-def label_command(corpus: Path, out: Path) -> list[str]:
-    return ["reportminer", "label", str(corpus), "-o", str(out), "--quiet"]
+def profile(corpus: Path, folder: Path, top: int = 14) -> None:
+    """Where one cold labeling in one process spends its time (cProfile; the run is slower under it)."""
+    from reportminer.cli import main
+
+    stats_file = folder / "label.prof"
+    args = ["label", str(corpus), "-o", str(folder / "profiled.parquet"), "--workers", "1", "--quiet",
+            "--cache", str(folder / "profile-cache")]
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        main(args, standalone_mode=False)
+    finally:
+        profiler.disable()
+    profiler.dump_stats(stats_file)
+    stats = pstats.Stats(str(stats_file))
+    total = max(v[3] for v in stats.stats.values())  # type: ignore[attr-defined]
+    stages = {  # (file suffix, function) → what it is, cumulative time
+        "spaCy parser (nlp.pipe)": ("parse.py", "parse_sentences"),
+        "graphs (networkx, lists, prepositions)": ("parse.py", "sentence_graph"),
+        "assertion rules": ("assertions.py", "decide_matched"),
+        "attributes (side, severity, change)": ("attributes.py", "describe"),
+        "finding mentions (regular expressions)": ("mentions.py", "find"),
+        "sections and sentences of every report": ("labeler.py", "_layout"),
+        "reading the inputs": ("readers.py", "read_inputs"),
+        "cache reads and writes (SQLite)": ("cache.py", "get"),
+        "merging parts into the output": ("engine.py", "_merge"),
+    }
+    print(f"profile of one cold labeling, one process, {total:.1f} s under cProfile (cumulative, stages overlap "
+          f"where one calls another):")
+    for name, (suffix, function) in stages.items():
+        seconds = sum(v[3] for (path, _, fn), v in stats.stats.items()  # type: ignore[attr-defined]
+                      if path.endswith(suffix) and fn == function)
+        if function == "get":
+            seconds += sum(v[3] for (path, _, fn), v in stats.stats.items()  # type: ignore[attr-defined]
+                           if path.endswith("cache.py") and fn == "put")
+        print(f"  {name:<42} {seconds:6.1f} s  {seconds / total:5.0%}")
+    stats.sort_stats("tottime").print_stats(top)
 
 
 def main() -> None:
@@ -113,34 +167,62 @@ def main() -> None:
     parser.add_argument("reports", type=Path, help="folder of OpenI XML reports to resample")
     parser.add_argument("--reports", dest="n", type=int, default=20_000)
     parser.add_argument("--memory", action="store_true", help="compare peak RSS at N and 10 N reports")
+    parser.add_argument("--profile", action="store_true", help="also profile one cold labeling in this process")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus.jsonl"
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        corpus, grown = tmp / "corpus.jsonl", tmp / "grown.jsonl"
         texts = build_corpus(args.reports, args.n, corpus)
         distinct = len({s for t in texts for s in t.split(". ")}) / sum(len(t.split(". ")) for t in texts)
-        print(f"corpus: {args.n:,} reports resampled from {args.reports} ({distinct:.0%} of sentences distinct)")
+        print(f"corpus: {args.n:,} reports resampled from {args.reports} ({distinct:.0%} of sentences distinct); "
+              f"{os.cpu_count()} cores")
         if args.memory:
-            big = Path(tmp) / "corpus10.jsonl"
+            big = tmp / "corpus10.jsonl"
             build_corpus(args.reports, 10 * args.n, big, seed=1)
-            small_s, small_mb = peak_rss(label_command(corpus, Path(tmp) / "a.parquet"))
-            big_s, big_mb = peak_rss(label_command(big, Path(tmp) / "b.parquet"))
+            command = ["reportminer", "label", "--quiet", "--no-cache", "-o"]
+            small_s, small_mb = peak_rss([*command, str(tmp / "a.parquet"), str(corpus)])
+            big_s, big_mb = peak_rss([*command, str(tmp / "b.parquet"), str(big)])
             print(f"{args.n:,} reports: {small_s:.0f} s, peak RSS {small_mb:.0f} MiB")
             print(f"{10 * args.n:,} reports: {big_s:.0f} s, peak RSS {big_mb:.0f} MiB")
             print(f"peak RSS ratio (10x reports / 1x): {big_mb / small_mb:.2f} (target <= 1.25)")
             return
-        nlp = load_model(DEFAULT_MODEL)
-        start = time.perf_counter()
-        for _ in nlp.pipe(texts, batch_size=256):
-            pass
-        reference = args.n / (time.perf_counter() - start)
-        print(f"reference, spaCy nlp.pipe ({nlp.pipe_names}, one process): {reference:,.0f} reports/s")
-        seconds, mb = peak_rss(label_command(corpus, Path(tmp) / "labels.parquet"))
-        ours = args.n / seconds
-        print(f"reportminer label (all cores, everything included): {ours:,.0f} reports/s, peak RSS {mb:.0f} MiB")
-        print(f"ratio reportminer / reference: {ours / reference:.1f}x (target >= 4)")
-        single = like_for_like(texts, nlp)
-        print(f"like for like: the labeler in one process, no sentence cache, model loaded: {single:,.0f} reports/s "
-              f"({single / reference:.1f}x the reference; the gain left is parsing only sentences that name a finding)")
+        extra = build_corpus(args.reports, args.n // 10, tmp / "extra.jsonl", seed=1, first=args.n)
+        grown.write_text(corpus.read_text() + (tmp / "extra.jsonl").read_text())
+        cache = tmp / "cache"
+        lexicon = load_lexicon().digest, source_digest()
+
+        ref = reference(texts)
+        print(f"reference, spaCy nlp.pipe over the same texts, same model and pipeline, one process: {ref:,.0f} reports/s")
+        cold = label(corpus, "-o", tmp / "cold.parquet", "--cache", cache)
+        warm = label(corpus, "-o", tmp / "warm.parquet", "--cache", cache)
+        same_warm = pq.read_table(tmp / "warm.parquet").equals(pq.read_table(tmp / "cold.parquet"))
+        shutil.copy(tmp / "cold.parquet", tmp / "updated.parquet")
+        update = label(grown, "--update", tmp / "updated.parquet", "--cache", cache)
+        grown_cold = label(grown, "-o", tmp / "grown.parquet", "--no-cache")
+        same_update = pq.read_table(tmp / "updated.parquet").equals(pq.read_table(tmp / "grown.parquet"))
+        if (load_lexicon().digest, source_digest.__wrapped__()) != lexicon:
+            sys.exit("the lexicon or the code changed while the benchmark ran (its runs differ); run it again")
+        n, m = args.n, args.n + len(extra)
+        rows = [
+            ("reference: spaCy `nlp.pipe` over the same texts, one process, no labeling", args.n / ref, ref, "1x"),
+            ("`label`, cold (empty decision cache), all cores", cold, n / cold, f"**{n / cold / ref:.1f}x** reference"),
+            ("`label` again, warm cache", warm, n / warm, f"**{cold / warm:.1f}x** faster than cold"
+             + ("" if same_warm else " (ROWS DIFFER)")),
+            (f"`label --update` with {len(extra):,} new reports (+10%)", update, m / update,
+             f"**{cold / update:.1f}x** faster than cold"),
+            ("`label` of the grown archive, no cache (to compare rows)", grown_cold, m / grown_cold,
+             "rows equal to the update" if same_update else "ROWS DIFFER from the update"),
+        ]
+        print(f"\n| {args.n:,} resampled OpenI reports, {os.cpu_count()} cores | seconds | reports/s | ratio |")
+        print("|---|---:|---:|---|")
+        for name, seconds, rate, ratio in rows:
+            print(f"| {name} | {seconds:.1f} | {rate:,.0f} | {ratio} |")
+        print(f"\ntargets: cold >= 8x reference ({cold and n / cold / ref:.1f}x), warm >= 3x faster than cold "
+              f"({cold / warm:.1f}x), update >= 10x faster than cold ({cold / update:.1f}x) with equal rows "
+              f"({same_update})")
+        if args.profile:
+            print()
+            profile(corpus, tmp)
 
 
 if __name__ == "__main__":
