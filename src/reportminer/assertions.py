@@ -34,27 +34,35 @@ def phrase_heads(graph: nx.MultiDiGraph, head: int, links: tuple[str, ...]) -> l
 def could_match(pattern: Pattern, graph: nx.MultiDiGraph) -> bool:
     """False when `pattern` cannot match anywhere in `graph`: one of its nodes asks for a value no token has,
     or one of its edges for a label no edge has. A quick test before the walk (most rules name words, "no",
-    "may", "exclude", that most sentences lack); it never turns a match away."""
-    index = graph.graph.get("values")
-    if index is None:  # {attribute: the values its tokens have}, and the edge labels under "edge"
+    "may", "exclude", that most sentences lack); it never turns a match away. Remembered per graph."""
+    memo = graph.graph.get("could_match")
+    if memo is None:  # the values each attribute of the tokens has, and the edge labels under "edge"
         index = {attr: {str(data.get(attr, "")) for _, data in graph.nodes(data=True)} for attr in NODE_ATTRS}
         index["edge"] = {label for _, _, label in graph.edges(data="dep")}
-        graph.graph["values"] = index
-    for node in pattern.nodes:
-        if not all(_some(index[attr], values) for attr, values in node.constraints):
-            return False
-    return all(not edge.labels or _some(index["edge"], edge.labels) for edge in pattern.edges)
+        memo = graph.graph["could_match"] = {"index": index}
+    found = memo.get(id(pattern))
+    if found is None:
+        index = memo["index"]
+        found = memo[id(pattern)] = all(not exact.isdisjoint(index[attr])
+                                        or (prefixes and any(v.startswith(prefixes) for v in index[attr]))
+                                        for attr, exact, prefixes in _needs(pattern))
+    return found
 
 
-def _some(present: set[str], wanted: tuple[str, ...]) -> bool:
-    """Whether one of `present` is one of `wanted` (a wanted value ending in * is a prefix)."""
-    for value in wanted:
-        if value.endswith("*"):
-            if any(p.startswith(value[:-1]) for p in present):
-                return True
-        elif value in present:
-            return True
-    return False
+_NEEDS: dict[int, tuple[Pattern, list[tuple[str, frozenset[str], tuple[str, ...]]]]] = {}
+
+
+def _needs(pattern: Pattern) -> list[tuple[str, frozenset[str], tuple[str, ...]]]:
+    """What `pattern` asks of a sentence: per constrained node attribute or labelled edge ("edge"), the exact
+    values and the prefixes (values ending in *) of which one must be present."""
+    entry = _NEEDS.get(id(pattern))
+    if entry is None or entry[0] is not pattern:
+        wants = [(attr, values) for node in pattern.nodes for attr, values in node.constraints]
+        wants += [("edge", edge.labels) for edge in pattern.edges if edge.labels]
+        entry = _NEEDS[id(pattern)] = (pattern, [(attr, frozenset(v for v in values if not v.endswith("*")),
+                                                  tuple(v[:-1] for v in values if v.endswith("*")))
+                                                 for attr, values in wants])
+    return entry[1]
 
 
 def matching_rules(graph: nx.MultiDiGraph, head: int, lexicon: Lexicon) -> Iterator[tuple[Rule, int, list[int]]]:
