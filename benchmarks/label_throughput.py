@@ -140,7 +140,7 @@ def profile(corpus: Path, folder: Path, top: int = 14) -> None:
     stats = pstats.Stats(str(stats_file))
     total = max(v[3] for v in stats.stats.values())  # type: ignore[attr-defined]
     stages = {  # (file suffix, function) → what it is, cumulative time
-        "spaCy parser (nlp.pipe)": ("parse.py", "parse_sentences"),
+        "spaCy parser (nlp.pipe)": ("spacy/language.py", "pipe"),
         "graphs (networkx, lists, prepositions)": ("parse.py", "sentence_graph"),
         "assertion rules": ("assertions.py", "decide_matched"),
         "attributes (side, severity, change)": ("attributes.py", "describe"),
