@@ -17,7 +17,7 @@ from reportminer.conventions import example_failures, load_conventions
 from reportminer.errors import LexiconError
 from reportminer.labeler import Labeler
 from reportminer.lexicon import load_lexicon
-from reportminer.lexicon_models import json_schema
+from reportminer.lexicon_models import MODELS, check_files, json_schema
 from reportminer.readers import Report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,6 +120,20 @@ def test_a_conventions_file_error_names_file_line_and_place(tmp_path):
         load_lexicon(folder)
 
 
-def test_the_shipped_json_schema_is_the_models_own():
-    """`python -m reportminer.lexicon_models` writes it; an edit of the models without it fails here."""
-    assert (LEXICONS / "schema" / "conventions.schema.json").read_text() == json_schema("conventions")
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_the_shipped_json_schemas_are_the_models_own(name):
+    """`python -m reportminer.lexicon_models` writes them; an edit of the models without them fails here."""
+    assert (LEXICONS / "schema" / f"{name}.schema.json").read_text() == json_schema(name)
+
+
+def test_every_shipped_lexicon_file_fits_its_model_and_a_misfit_is_named_with_its_line(tmp_path):
+    assert check_files(LEXICONS) == []
+    folder = tmp_path / "lexicons"
+    shutil.copytree(LEXICONS, folder)
+    rules = folder / "rules" / "positive.yaml"
+    rules.write_text(rules.read_text().replace("    priority: 90\n", "    priority: high\n", 1))
+    problems = check_files(folder)
+    assert len(problems) == 1 and problems[0].startswith(f"{rules}:")
+    assert "rules.0.priority -> Input should be a valid integer" in problems[0]
+    line = int(problems[0].split(":")[1])
+    assert rules.read_text().splitlines()[line - 1].strip().startswith("- id: pos.no_change_in")

@@ -519,6 +519,11 @@ def check_lexicon_command(folder: Path, only: str | None, model: str) -> None:
     # Every file is read (or the folder refused) before the parser is even imported: a hostile lexicon costs
     # a second and about 100 MB, not the parser's.
     lexicons = [load_lexicon(folder, name) for name in names]
+    from .lexicon_models import check_files
+
+    for problem in check_files(folder):  # the models an editor checks the files with (lexicons/schema/)
+        click.echo(problem)
+        bad += 1
     from .conventions import example_failures
     from .lexicon_check import check_lexicon
     from .parse import load_model

@@ -1,6 +1,7 @@
 """The shape of lexicon files as pydantic models: what a load checks, and the JSON Schema an editor reads.
 
-A YAML language server given `lexicons/schema/*.schema.json` (written from these models by
+One model per kind of file (labeler.yaml, attributes.yaml, conventions.yaml, rules/*.yaml,
+schemas/NAME/findings.yaml and schema.yaml). A YAML language server given `lexicons/schema/*.schema.json` (written from these models by
 `python -m reportminer.lexicon_models`, and checked not to be stale by the tests) completes and checks a
 rule author's file as she types; the loader checks the same models, so the editor and `check-lexicon`
 never disagree. Files are read first by lexicon_yaml.py (bounded, hostile input), which records each
@@ -106,7 +107,183 @@ class ConventionsFile(_Strict):
         return self
 
 
-MODELS: dict[str, type[BaseModel]] = {"conventions": ConventionsFile}
+Kind = Literal["positive", "negative", "uncertain"]
+Pattern = Annotated[str, StringConstraints(min_length=1, max_length=LIMITS.text_chars, pattern=r"\bX\b")]
+Bracketed = Annotated[str, StringConstraints(min_length=1, max_length=LIMITS.text_chars, pattern=r"^[^\[\]]*\[[^\[\]]+\][^\[\]]*$")]
+
+
+class RuleExamples(_Strict):
+    match: Annotated[list[Bracketed], Field(min_length=1, max_length=LIMITS.list_entries)] = Field(
+        description="Sentences whose [bracketed] mention the rule must decide.")
+    no_match: Annotated[list[Bracketed], Field(max_length=LIMITS.list_entries)] = Field(
+        default_factory=list, description="Sentences whose [bracketed] mention the rule must not match.")
+
+
+class Rule(_Strict):
+    """An assertion rule: walks through the dependency graph around the mention X (docs/rules.md)."""
+
+    id: RuleId
+    kind: Kind
+    schema_kinds: dict[str, Kind] = Field(default_factory=dict, description="schema -> its own kind.")
+    priority: int = Field(description="Higher wins when several rules match.")
+    pattern: Pattern | Annotated[list[Pattern], Field(min_length=1, max_length=LIMITS.list_entries)]
+    examples: RuleExamples
+    note: str | None = None
+
+
+class RulesFile(_Strict):
+    """rules/*.yaml: a list of rules."""
+
+    rules: list[Rule]
+
+
+class FindingExamples(_Strict):
+    match: Annotated[list[Bracketed], Field(min_length=1, max_length=LIMITS.list_entries)] = Field(
+        description="Sentences whose [bracketed] words must be found as this finding.")
+    no_match: Phrases = Field(default_factory=list, description="Sentences in which the finding must not be found.")
+
+
+class Finding(_Strict):
+    """A finding (an output column) and the words that name it."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z_]*(?: [A-Z][A-Za-z_]*)*$")]
+    synonyms: Annotated[list[Text], Field(min_length=1, max_length=LIMITS.list_entries)]
+    patterns: Phrases = Field(default_factory=list, description="Regular expressions (RE2) for other phrasings.")
+    exclusions: Phrases = Field(default_factory=list, description="Phrases that contain a synonym but name no finding.")
+    signs: Phrases = Field(default_factory=list, description="Indirect signs: a positive one makes the finding uncertain.")
+    absent: Phrases = Field(default_factory=list, description="Regular expressions for stated-normal sentences.")
+    examples: FindingExamples
+    note: str | None = None
+
+
+class FindingsFile(_Strict):
+    """schemas/NAME/findings.yaml: the findings, in the order of the output columns."""
+
+    findings: Annotated[list[Finding], Field(min_length=1)]
+
+
+class NoFinding(_Strict):
+    column: Text
+    ignore: Phrases = Field(default_factory=list)
+    uncertain: Literal[0, -1, None]
+    abnormal: Literal[0, -1, None]
+
+
+class SchemaFile(_Strict):
+    """schemas/NAME/schema.yaml: the no-finding column and which findings imply others."""
+
+    no_finding: NoFinding
+    implies: dict[str, Annotated[list[Text], Field(min_length=1)]] = Field(default_factory=dict)
+    note: str | None = None
+
+
+class Attribute(_Strict):
+    values: dict[str, Annotated[list[Annotated[str, StringConstraints(pattern=r"^\S+$")]], Field(min_length=1)]]
+    order: Annotated[list[Text], Field(min_length=1)]
+    both: str | None = None
+
+
+class AttributesFile(_Strict):
+    """attributes.yaml: side, severity and change words and where they stand."""
+
+    attributes: dict[str, Attribute]
+    patterns: Annotated[list[Annotated[str, StringConstraints(pattern=r"\{word\}\s*$")]], Field(min_length=1)]
+    examples: Annotated[list[dict[str, Text]], Field(min_length=1)]
+
+
+class Decision(_Strict):
+    kind: Kind
+    rule: RuleId
+
+
+class SettingExample(_Strict):
+    sentence: Bracketed
+    kind: Kind
+    rule: RuleId | None = None
+
+
+class ReportExample(_Strict):
+    report: Text
+    labels: dict[str, Label]
+
+
+class Sections(_Strict):
+    labeled: dict[str, Annotated[list[Text], Field(min_length=1)]]
+    never: Phrases = Field(default_factory=list)
+    untitled: Text
+    body: Text
+    examples: Annotated[list[ReportExample], Field(min_length=1)]
+
+
+class Placeholder(_Strict):
+    token: Text
+    replacement: Text
+
+
+class Normal(_Strict):
+    rule: RuleId
+    phrases: Phrases
+
+
+class Assertions(_Strict):
+    default: Decision
+    sign: Decision
+    absent: Decision
+    query: Decision
+    phrase_links: Phrases = Field(default_factory=list)
+    examples: Annotated[list[SettingExample], Field(min_length=1)]
+
+
+class Mask(_Strict):
+    singular: Text
+    plural: Text
+    plural_endings: Annotated[list[Text], Field(min_length=1)]
+    singular_endings: Phrases = Field(default_factory=list)
+
+
+class Lists(_Strict):
+    links: Annotated[list[Text], Field(min_length=1)]
+    shared_dependents: Phrases = Field(default_factory=list)
+    clause_heads: Phrases = Field(default_factory=list)
+    sibling_relations: Phrases = Field(default_factory=list)
+    breakers: Phrases = Field(default_factory=list)
+
+
+class Parse(_Strict):
+    mask: Mask
+    lists: Lists
+    lowercase_all_caps: bool = False
+    replace: dict[str, Annotated[str, StringConstraints(pattern=r"^[A-Za-z]+$")]] = Field(default_factory=dict)
+    examples: Annotated[list[SettingExample], Field(min_length=1)]
+
+
+class Limits(_Strict):
+    report_chars: Annotated[int, Field(ge=50)]
+    sentence_chars: Annotated[int, Field(ge=50)]
+
+
+class LabelerFile(_Strict):
+    """labeler.yaml: which text is labeled, precedence, placeholders, normal phrases, assertions, parsing, limits."""
+
+    sections: Sections
+    precedence: Annotated[list[Kind], Field(min_length=3, max_length=3)]
+    placeholders: list[Placeholder] = Field(default_factory=list)
+    normal: Normal
+    assertions: Assertions
+    parse: Parse
+    limits: Limits
+
+
+MODELS: dict[str, type[BaseModel]] = {"conventions": ConventionsFile, "rules": RulesFile, "findings": FindingsFile,
+                                      "schema": SchemaFile, "attributes": AttributesFile, "labeler": LabelerFile}
+
+
+def model_for(path: Path, root: Path) -> type[BaseModel]:
+    """The model of a lexicon file by its place in the folder."""
+    relative = path.relative_to(root)
+    if relative.parts[0] == "rules":
+        return RulesFile
+    return MODELS[relative.stem]
 
 
 def _plain(data: Any) -> Any:
@@ -145,6 +322,25 @@ def validate(model: type[BaseModel], data: dict[str, Any], path: Path) -> Any:
         if error["type"] == "extra_forbidden":
             problem = "unknown field"
         raise LexiconError(f"{path}:{_line(data, loc)}: {place} -> {problem}") from None
+
+
+def check_files(root: Path) -> list[str]:
+    """Every YAML file of a lexicon folder against its model: one `file:line: place -> problem` per file that
+    does not fit (the same check an editor with the JSON Schemas makes)."""
+    from .lexicon_yaml import read_yaml
+
+    paths = [root / "labeler.yaml", root / "attributes.yaml", root / "conventions.yaml",
+             *sorted((root / "rules").glob("*.yaml")), *sorted((root / "schemas").glob("*/findings.yaml")),
+             *sorted((root / "schemas").glob("*/schema.yaml"))]
+    problems = []
+    for path in paths:
+        if not path.is_file():
+            continue
+        try:
+            validate(model_for(path, root), read_yaml(path), path)
+        except LexiconError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def json_schema(name: str) -> str:
