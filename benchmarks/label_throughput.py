@@ -31,6 +31,7 @@ import json
 import os
 import pstats
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -105,22 +106,24 @@ def peak_rss(command: list[str]) -> tuple[float, float]:
     return time.perf_counter() - start, peak / 2**20
 
 
-def label(*args: str | Path) -> float:
-    """Seconds of one `reportminer label` run (a subprocess, everything included)."""
-    start = time.perf_counter()
+def label(*args: str | Path) -> tuple[float, float]:
+    """Seconds and CPU seconds (all its processes) of one `reportminer label` run (a subprocess, everything
+    included)."""
+    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     done = subprocess.run(["reportminer", "label", *map(str, args), "--quiet"], capture_output=True, text=True)
     if done.returncode not in (0, 3):
         sys.exit(done.stderr)
-    return time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter() - start, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
-def reference(texts: list[str]) -> float:
-    """Reports per second of spaCy's nlp.pipe over the texts: same model and pipeline, no labeling."""
+def reference(texts: list[str]) -> tuple[float, float]:
+    """Seconds and CPU seconds of spaCy's nlp.pipe over the texts: same model and pipeline, no labeling."""
     nlp = load_model(DEFAULT_MODEL)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in nlp.pipe(texts, batch_size=256):
         pass
-    return len(texts) / (time.perf_counter() - start)
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def profile(corpus: Path, folder: Path, top: int = 14) -> None:
@@ -191,35 +194,39 @@ def main() -> None:
         cache = tmp / "cache"
         lexicon = load_lexicon().digest, source_digest()
 
-        ref = reference(texts)
-        print(f"reference, spaCy nlp.pipe over the same texts, same model and pipeline, one process: {ref:,.0f} reports/s")
-        cold = label(corpus, "-o", tmp / "cold.parquet", "--cache", cache)
-        warm = label(corpus, "-o", tmp / "warm.parquet", "--cache", cache)
+        ref, ref_cpu = reference(texts)
+        print(f"reference, spaCy nlp.pipe over the same texts, same model and pipeline, one process: "
+              f"{args.n / ref:,.0f} reports/s")
+        (cold, cold_cpu), (warm, warm_cpu) = (label(corpus, "-o", tmp / f"{name}.parquet", "--cache", cache)
+                                              for name in ("cold", "warm"))
         same_warm = pq.read_table(tmp / "warm.parquet").equals(pq.read_table(tmp / "cold.parquet"))
         shutil.copy(tmp / "cold.parquet", tmp / "updated.parquet")
-        update = label(grown, "--update", tmp / "updated.parquet", "--cache", cache)
-        grown_cold = label(grown, "-o", tmp / "grown.parquet", "--no-cache")
+        update, update_cpu = label(grown, "--update", tmp / "updated.parquet", "--cache", cache)
+        grown_cold, grown_cpu = label(grown, "-o", tmp / "grown.parquet", "--no-cache")
         same_update = pq.read_table(tmp / "updated.parquet").equals(pq.read_table(tmp / "grown.parquet"))
         if (load_lexicon().digest, source_digest.__wrapped__()) != lexicon:
             sys.exit("the lexicon or the code changed while the benchmark ran (its runs differ); run it again")
         n, m = args.n, args.n + len(extra)
-        rows = [
-            ("reference: spaCy `nlp.pipe` over the same texts, one process, no labeling", args.n / ref, ref, "1x"),
-            ("`label`, cold (empty decision cache), all cores", cold, n / cold, f"**{n / cold / ref:.1f}x** reference"),
-            ("`label` again, warm cache", warm, n / warm, f"**{cold / warm:.1f}x** faster than cold"
-             + ("" if same_warm else " (ROWS DIFFER)")),
-            (f"`label --update` with {len(extra):,} new reports (+10%)", update, m / update,
-             f"**{cold / update:.1f}x** faster than cold"),
-            ("`label` of the grown archive, no cache (to compare rows)", grown_cold, m / grown_cold,
-             "rows equal to the update" if same_update else "ROWS DIFFER from the update"),
+        rows = [  # (what, seconds, CPU seconds, reports, ratio of seconds, ratio of CPU seconds)
+            ("reference: spaCy `nlp.pipe` over the same texts, one process, no labeling", ref, ref_cpu, n, "1x", "1x"),
+            ("`label`, cold (empty decision cache)", cold, cold_cpu, n, f"**{ref / cold:.1f}x** reference",
+             f"{ref_cpu / cold_cpu:.1f}x"),
+            ("`label` again, warm cache" + ("" if same_warm else " (ROWS DIFFER)"), warm, warm_cpu, n,
+             f"**{cold / warm:.1f}x** cold", f"{cold_cpu / warm_cpu:.1f}x"),
+            (f"`label --update`, {len(extra):,} new reports (+10%)", update, update_cpu, m,
+             f"**{cold / update:.1f}x** cold", f"{cold_cpu / update_cpu:.1f}x"),
+            ("`label` of the grown archive, no cache: " + ("rows equal to the update's" if same_update
+                                                           else "ROWS DIFFER from the update's"),
+             grown_cold, grown_cpu, m, "", ""),
         ]
-        print(f"\n| {args.n:,} resampled OpenI reports, {os.cpu_count()} cores | seconds | reports/s | ratio |")
-        print("|---|---:|---:|---|")
-        for name, seconds, rate, ratio in rows:
-            print(f"| {name} | {seconds:.1f} | {rate:,.0f} | {ratio} |")
-        print(f"\ntargets: cold >= 8x reference ({cold and n / cold / ref:.1f}x), warm >= 3x faster than cold "
-              f"({cold / warm:.1f}x), update >= 10x faster than cold ({cold / update:.1f}x) with equal rows "
-              f"({same_update})")
+        print(f"\n| {n:,} resampled OpenI reports, {os.cpu_count()} cores | seconds | CPU seconds | reports/s "
+              f"| speed | in CPU |")
+        print("|---|---:|---:|---:|---|---|")
+        for name, seconds, cpu, reports, ratio, cpu_ratio in rows:
+            print(f"| {name} | {seconds:.1f} | {cpu:.1f} | {reports / seconds:,.0f} | {ratio} | {cpu_ratio} |")
+        print(f"\ntargets: cold >= 8x reference ({ref / cold:.1f}x), warm >= 3x faster than cold ({cold / warm:.1f}x), "
+              f"update >= 10x faster than cold ({cold / update:.1f}x) with equal rows ({same_update}); "
+              f"load average {os.getloadavg()[0]:.1f}")
         if args.profile:
             print()
             profile(corpus, tmp)
