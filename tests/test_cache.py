@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from reportminer.cache import FILE_NAME, CacheSpec, DecisionStore, decision_key, parse_key, prepare
+from reportminer.cache import FILE_NAME, CacheError, CacheSpec, DecisionStore, decision_key, parse_key, prepare
 from reportminer import engine
 from reportminer.cli import main
 from reportminer.engine import Settings, keys
@@ -118,6 +118,15 @@ def test_a_file_that_is_not_a_cache_is_rebuilt(tmp_path):
     assert prepare(cache, explicit=True, warn=lines.append) == cache / FILE_NAME
     assert len(lines) == 1 and "was damaged" in lines[0]
     assert prepare(cache, explicit=True, warn=lines.append) == cache / FILE_NAME and len(lines) == 1
+
+
+def test_a_folder_where_the_cache_file_belongs_is_one_line(tmp_path):
+    (tmp_path / "cache" / FILE_NAME).mkdir(parents=True)
+    lines = []
+    assert prepare(tmp_path / "cache", explicit=False, warn=lines.append) is None
+    assert len(lines) == 1 and "is not a regular file and cannot be rebuilt" in lines[0]
+    with pytest.raises(CacheError, match="remove it, or give another folder or --no-cache"):
+        prepare(tmp_path / "cache", explicit=True, warn=lines.append)
 
 
 def test_an_unusable_default_folder_is_a_warning_and_no_cache(tmp_path, monkeypatch, uncached):

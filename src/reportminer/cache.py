@@ -114,11 +114,17 @@ def prepare(folder: Path, explicit: bool, warn: Callable[[str], None]) -> Path |
     path = folder / FILE_NAME
     problem = _check(path)
     if problem is not None:
-        _remove(path)
         try:
-            _check(path)  # creates the tables
+            _remove(path)
+            again = _check(path)  # creates the tables
         except OSError as exc:
-            warn(f"warning: cannot rebuild the decision cache {path} ({exc}); labeling without the cache")
+            again = exc.strerror or str(exc)
+        if again is not None:
+            if explicit:
+                raise CacheError(f"--cache {folder}: {path} is {problem} and cannot be rebuilt ({again}); remove it, "
+                                 f"or give another folder or --no-cache") from None
+            warn(f"warning: the decision cache {path} is {problem} and cannot be rebuilt ({again}); labeling "
+                 f"without the cache")
             return None
         warn(f"warning: the decision cache {path} was {problem}; rebuilt it empty (labels are not affected)")
     return path
