@@ -123,7 +123,7 @@ def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, output_
                 records, output,
                 evidence, settings, meta, lex.label_columns, runner, state, chunk_size, resume,
                 on_skip=lambda r: say(f"skipped {r.source}: {r.reason}"), on_progress=lambda n: progress.advance(task, n),
-                inputs=inputs, merge=plan.merge if plan else None)
+                inputs=[*inputs, *([lexicon] if lexicon else [])], merge=plan.merge if plan else None)
     except BaseException:
         runner.abort()
         raise
