@@ -82,6 +82,11 @@ def test_vanished_reports_are_kept_at_the_end_unless_pruned(tmp_path):
     assert pruned.exit_code == 0 and "1 reports no longer in the inputs dropped" in pruned.output
     assert same(tmp_path / "out", label_to(tmp_path / "cold", reports))
 
+    (reports / "n2.txt").write_text(NEW["n2"])  # an update without --evidence leaves the evidence behind
+    assert label(reports, "--update", tmp_path / "out" / "labels.parquet").exit_code == 0
+    stale = update(tmp_path / "out", reports)
+    assert stale.exit_code == 1 and "was updated without --evidence since" in stale.output
+
 
 def test_update_refuses_what_it_cannot_bring_together(tmp_path):
     reports = archive(tmp_path / "reports")

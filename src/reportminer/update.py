@@ -102,9 +102,11 @@ def read_previous(output: Path, evidence: Path | None) -> Previous:
                              f"{output}; without it, label afresh with -o {output} --evidence {evidence}")
         mentions = _read(evidence, "--evidence")
         theirs = decode_metadata(mentions.schema.metadata)
-        if any(theirs.get(k) != meta.get(k) for k in ("lexicon_digest", "cache_key", "inputs")):
-            raise InputError(f"--evidence {evidence}: was not written with {output} (another run, lexicon or inputs); "
-                             f"give the evidence written with it, or label afresh with -o")
+        if meta.get("evidence_written") != "true" or any(theirs.get(k) != meta.get(k) for k in
+                                                        ("lexicon_digest", "cache_key", "inputs")):
+            raise InputError(f"--evidence {evidence}: was not written with {output} as it is now (another run, "
+                             f"lexicon or inputs, or {output} was updated without --evidence since); give the "
+                             f"evidence written with it, or label afresh with -o")
         previous.evidence, previous.mention_rows = mentions, _ranges(mentions, evidence)
     return previous
 
