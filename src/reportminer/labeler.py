@@ -231,6 +231,8 @@ class Labeler:
                        self.lexicon.assertions.absent_rule, NO_ATTRIBUTES, None) for m in matches if m.absent]
             if not matches:
                 out[sentence] = normal
+            elif all(m.absent for m in matches):  # "Lungs clear.": decided by the lexicon, nothing to parse
+                out[sentence] = stated + normal
             elif self.method == "keyword":
                 out[sentence] = _in_order([(m.finding, m.start, m.end, "positive", "keyword", NO_ATTRIBUTES, None)
                                            for m in matches if not m.absent] + stated) + normal
@@ -245,8 +247,8 @@ class Labeler:
             decisions: list[Decision] = []
             for m, head in zip(matches, heads):
                 assertion, rule, matched = decide_matched(graph, head, self.lexicon, m.sign, m.absent)
-                decisions.append((m.finding, m.start, m.end, assertion, rule, _attributes(graph, head, self.lexicon),
-                                  matched))
+                attributes = NO_ATTRIBUTES if m.absent else _attributes(graph, head, self.lexicon)  # as unparsed ones
+                decisions.append((m.finding, m.start, m.end, assertion, rule, attributes, matched))
             out[sentence] = decisions + normal  # blank ones too: the rule behind them counts for `Carry`
         return out
 
