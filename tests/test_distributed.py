@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from classifier.cli import main
-from classifier.store import ImageStore, Job, _start, decode_rows, prepare_store
+from classifier.store import ImageStore, prepare_store
 
 from conftest import FAST
 
@@ -157,17 +157,19 @@ def test_a_store_of_labels_without_image_ids_keys_each_image_by_its_path(tiny, t
 
 
 def test_prepare_continues_a_stopped_preparation(tiny, tmp_path):
-    """The first chunk decoded by a preparation that then stopped; `--resume` finishes it, and the store
-    equals one prepared in one go. Without --resume the unfinished folder is refused."""
+    """A preparation interrupted after its first chunk; `--resume` finishes it, and the store equals one
+    prepared in one go. Without --resume the unfinished folder is refused."""
     import pandas as pd
 
     labels = pd.read_parquet(tiny / "labels.parquet")
-    images = [(i, tiny / p) for i, p in zip(labels["image_id"], labels["image_path"])]
+    images = [(i, tiny / p) for i, p in zip(labels["image_id"], labels["image_path"])] * 2  # two chunks
+
+    def stop(n: int) -> None:
+        raise KeyboardInterrupt
+
     whole = prepare_store(images, 48, tmp_path / "whole", 1, False, "test", say=lambda m: None)
-    (tmp_path / "cut").mkdir()
-    steps = _start(tmp_path / "cut", images, 48, "test", resume=False)
-    first = decode_rows(Job(0, [str(p) for _, p in images[:64]]), tmp_path / "cut" / "images.u8", 48, len(images))
-    (steps / "000000000.json").write_text(json.dumps(first))
+    with pytest.raises(KeyboardInterrupt):
+        prepare_store(images, 48, tmp_path / "cut", 1, False, "test", say=lambda m: None, progress=stop)
     with pytest.raises(Exception, match="holds an unfinished preparation; pass --resume"):
         prepare_store(images, 48, tmp_path / "cut", 1, False, "test", say=lambda m: None)
     resumed = prepare_store(images, 48, tmp_path / "cut", 2, True, "test", say=lambda m: None)

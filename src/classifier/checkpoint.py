@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,15 @@ def save_checkpoint(path: str | Path, **content: Any) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint of ours; refuse anything that would need arbitrary objects unpickled."""
+    """Load a checkpoint of ours; refuse anything that would need arbitrary objects unpickled. A file that
+    is not torch's zip format at all (a Parquet table, a text file) is "not a checkpoint", said before
+    anything of it is unpickled."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint")
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a checkpoint (a checkpoint is the zip file `classifier fit` saves); is "
+                              f"this a run folder of `classifier fit`?")
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -17,10 +17,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cxrcore.cli import EXIT_SKIPPED, OneLineErrors, printable
+from cxrcore.skips import Skips
 from cxrcore.splits import SPLITS
 
 from . import __version__
-from .choices import (ARCHS, AUGMENTATIONS, DEVICES, HEATMAPS, LOSSES, OPTIMIZERS, POOLS, SCHEDULES,
+from .choices import (ARCHS, AUGMENTATIONS, DEVICES, HEATMAPS, LOSSES, MAX_PIXELS, OPTIMIZERS, POOLS, SCHEDULES,
                       UNCERTAIN_POLICIES)
 from .presets import PRESETS  # plain data, no torch: `--help` stays light
 
@@ -93,7 +94,11 @@ def synth(output: Path, count: int, size: int, seed: int, hedge: float, family: 
 @click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
               help="Processes decoding at once.")
 @click.option("--resume", is_flag=True, help="Continue a preparation that was stopped.")
-def prepare(labels: Path, images: Path | None, size: int, store: Path, workers: int, resume: bool) -> None:
+@click.option("--max-pixels", type=click.IntRange(min=1), default=MAX_PIXELS, show_default=True,
+              help="Largest image a worker decodes (width x height; each takes about 14 bytes a pixel while it is "
+                   "decoded); larger ones are skipped and named.")
+def prepare(labels: Path, images: Path | None, size: int, store: Path, workers: int, resume: bool,
+            max_pixels: int) -> None:
     """Decode every image of LABELS once into a store that fit, score and localize read with --store."""
     from collections import Counter
 
@@ -110,14 +115,27 @@ def prepare(labels: Path, images: Path | None, size: int, store: Path, workers: 
     twice = [k for k, n in Counter(k for k, _ in unique).items() if n > 1]
     if twice:
         raise InputError(f"{labels}: image {twice[0]} names two different files; give each image one id")
-    with Progress(TextColumn("preparing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
+    with _progress("preparing") as bar:
         task = bar.add_task("prepare", total=len(unique))
         index = prepare_store(unique, size, store, workers, resume, f"{labels} (images: {images or labels.parent})",
                               say=lambda m: bar.console.print(printable(m), markup=False, soft_wrap=True),
-                              progress=lambda n: bar.advance(task, n))
+                              progress=lambda n: bar.advance(task, n), max_pixels=max_pixels, inputs=[labels])
     say(f"{int(index['ok'].sum()):,} of {len(index):,} images at {size} px ({size * size:,} bytes each) → {store}")
     if not index["ok"].all():
         sys.exit(EXIT_SKIPPED)
+
+
+def _exit_if_skipped(skips: Skips, what: str) -> None:
+    """Exit 3 when inputs were skipped (each named above): the outputs are written, from the others."""
+    if skips:
+        say(f"skipped {len(skips)} {what} (named above)")
+        sys.exit(EXIT_SKIPPED)
+
+
+def _progress(what: str) -> Progress:
+    """A bar on stderr for long work, shown only on a terminal (a log or a pipe gets the result lines alone)."""
+    return Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                    disable=not err.is_terminal)
 
 
 def _preset_defaults(ctx: click.Context, preset: str | None, values: dict) -> dict:
@@ -214,15 +232,17 @@ def fit(ctx: click.Context, labels: Path, images: Path | None, store: Path | Non
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
                   TextColumn("{task.fields[speed]}"), TimeElapsedColumn(), console=err,
                   disable=not (main_process and err.is_terminal)) as bar:  # a log gets no leftover bar line
+        skips = Skips(lambda m: bar.console.print(printable(m), markup=False, soft_wrap=True))
         metrics = run_fit(labels, images, run_dir, config, weights=o["weights"], resume=o["resume"], store=store,
-                          say=lambda m: bar.console.print(printable(m), markup=False, soft_wrap=True), progress=bar,
-                          pause_after=o["pause_after"])
-    if metrics is None or not main_process:
+                          say=skips.say, progress=bar, pause_after=o["pause_after"], skips=skips)
+    if not main_process:
         return
-    for split in ("val", "test"):
-        if split in metrics:
-            say(f"{split}: mean AUC {metrics[split]['mean_auc']:.3f} over {metrics[split]['images']} images")
-    say(f"run → {run_dir} (best.pt, last.pt, metrics.json)")
+    if metrics is not None:
+        for split in ("val", "test"):
+            if split in metrics:
+                say(f"{split}: mean AUC {metrics[split]['mean_auc']:.3f} over {metrics[split]['images']} images")
+        say(f"run → {run_dir} (best.pt, last.pt, metrics.json)")
+    _exit_if_skipped(skips, "images")
 
 
 @main.command()
@@ -242,11 +262,16 @@ def score(run_dir: Path, labels: Path, images: Path | None, output: Path, split:
     """Probabilities for every image of LABELS, and AUC with 95% bootstrap intervals."""
     from .score import score as run_score
 
-    summary = run_score(run_dir, labels, images, output, split=split, device=device, store=store,
-                        n_boot=bootstrap, say=say)
+    with _progress("scoring") as bar:
+        task = bar.add_task("score", total=None)
+        skips = Skips(lambda m: bar.console.print(printable(m), markup=False, soft_wrap=True))
+        summary = run_score(run_dir, labels, images, output, split=split, device=device, store=store,
+                            n_boot=bootstrap, say=skips.say, skips=skips,
+                            progress=lambda done, total: bar.update(task, completed=done, total=total))
     for name, r in summary["per_finding"].items():
         say(f"{name:<20} AUC {r['auc']:.3f} (95% CI {r['ci_low']:.3f}-{r['ci_high']:.3f}; {r['positives']} positive of {r['n']})")
     say(f"mean AUC {summary['mean_auc']:.3f} over {summary['images']} images → {output}")
+    _exit_if_skipped(skips, "images")
 
 
 def _thresholds(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
@@ -307,7 +332,11 @@ def localize(run_dir: Path, labels: Path, images: Path | None, out_dir: Path, bo
 
     request = Request(Options(method, layer, thresholds, min_area, max_boxes), min_score, split, device, overlays,
                       boxes_size)
-    outcome = run_localize(run_dir, labels, images, out_dir, boxes, calibrate_boxes, request, say, store)
+    with _progress("drawing") as bar:
+        task = bar.add_task("localize", total=None)
+        outcome = run_localize(run_dir, labels, images, out_dir, boxes, calibrate_boxes, request,
+                               lambda m: bar.console.print(printable(m), markup=False, soft_wrap=True), store,
+                               progress=lambda done, total: bar.update(task, completed=done, total=total))
     metrics = outcome.metrics
     if metrics is not None:
         click.echo(format_tables(metrics))

@@ -2,7 +2,8 @@
 
 Paths follow docs/SPEC.md: `DIR / image_path` (or `DIR / image_id`, with an extension found on disk);
 absolute paths as they are; without `--images`, relative to the labels file's folder. An image that
-cannot be read is reported (file and reason) and left out of its batch; the epoch goes on.
+cannot be read (not a regular file, undecodable, over the pixel budget) is reported (file and reason)
+and left out of its batch; the epoch goes on.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from cxrcore.errors import InputError
 from cxrcore.labels import LabelTable, read_labels
 from cxrcore.splits import patient_splits
 
-from .images import ImageError, decode
+from .images import MAX_PIXELS, ImageError, decode, open_regular, picture, picture_size
 from .store import ImageStore
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
@@ -32,8 +32,8 @@ DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)  # train, val, test shares of patients when 
 
 @dataclass(frozen=True)
 class Prepared:
-    """The table, its findings, image paths, label matrix and split of every row, and the prepared
-    store its images are read from (None: from their files)."""
+    """The table, its findings, image paths, label matrix and split of every row, the prepared store its
+    images are read from (None: from their files) and the pixel budget of decoding a file."""
 
     findings: list[str]
     paths: list[Path]
@@ -41,6 +41,7 @@ class Prepared:
     split: np.ndarray
     frame: pd.DataFrame
     store: ImageStore | None = None
+    max_pixels: int = MAX_PIXELS
 
     def rows(self, split: str | None) -> np.ndarray:
         """Row positions of one split, or of every row."""
@@ -60,22 +61,21 @@ class Prepared:
         if found is not None:
             return self.store.original_size(found)
         try:
-            with Image.open(self.paths[row]) as im:
-                return im.size
-        except OSError as exc:
-            raise InputError(f"{self.paths[row]}: cannot read the image's size ({exc}); fix or remove its row") from None
+            return picture_size(self.paths[row])
+        except ImageError as exc:
+            raise InputError(f"{exc}; fix or remove its row") from None
 
     def picture(self, row: int) -> np.ndarray:
         """A row's image as 8-bit grey at its own size, for overlays: its file where it is at hand, else
         the store's copy enlarged to that size."""
         found = self._store_row(row)
         try:
-            with Image.open(self.paths[row]) as im:
-                return np.asarray(im.convert("L"))
-        except OSError as exc:  # absent, or a format PIL cannot open (DICOM)
+            return picture(self.paths[row], self.max_pixels)
+        except ImageError as exc:  # absent, a format PIL cannot open (DICOM), over the budget
             if found is None:
-                raise InputError(f"{self.paths[row]}: cannot open the image for its overlay ({exc}); give --store "
-                                 f"or --overlays 0") from None
+                raise InputError(f"{exc}; cannot draw its overlay: give --store or --overlays 0") from None
+        from PIL import Image
+
         return np.asarray(Image.fromarray(self.store.image(found)).resize(self.original_size(row), Image.BILINEAR))
 
     def digest(self, row: int) -> str:
@@ -84,10 +84,11 @@ class Prepared:
         found = self._store_row(row)
         if found is None or self.paths[row].is_file():
             try:
-                return hashlib.sha256(self.paths[row].read_bytes()).hexdigest()[:20]
-            except OSError as exc:
-                raise InputError(f"{self.paths[row]}: cannot read the image ({exc.strerror}); fix the path or "
-                                 f"prepare a store and give --store") from None
+                with open_regular(self.paths[row]) as fh:
+                    return hashlib.sha256(fh.read()).hexdigest()[:20]
+            except (ImageError, OSError) as exc:
+                raise InputError(f"{self.paths[row]}: cannot read the image ({exc}); fix the path or prepare a "
+                                 f"store and give --store") from None
         return "store:" + hashlib.sha256(self.store.image(found).tobytes()).hexdigest()[:14]
 
 
@@ -97,13 +98,14 @@ def image_key(image_id: object, path: Path) -> str:
     return str(path) if image_id is None or pd.isna(image_id) or str(image_id) == "" else str(image_id)
 
 
-def prepare(labels_path: Path, images: Path | None, seed: int, store: Path | None = None) -> Prepared:
+def prepare(labels_path: Path, images: Path | None, seed: int, store: Path | None = None,
+            max_pixels: int = MAX_PIXELS) -> Prepared:
     """Read labels.parquet (checked by cxrcore), resolve every image and assign every row its split;
     with `store`, the images are read from that prepared store instead of their files."""
     table = read_labels(labels_path)
     split = assign_splits(table, seed).to_numpy()
     return Prepared(table.findings, resolve_paths(table.frame, labels_path, images), table.matrix(), split, table.frame,
-                    ImageStore(store) if store is not None else None)
+                    ImageStore(store) if store is not None else None, max_pixels)
 
 
 def keep_findings(data: Prepared, findings: list[str]) -> Prepared:
@@ -171,7 +173,7 @@ class ImageDataset(Dataset):
         """The images and labels of `rows` of a prepared table, from its store or its files."""
         paths = [data.paths[i] for i in rows]
         if data.store is None:
-            return cls(FileReader(paths, size), data.labels[rows])
+            return cls(FileReader(paths, size, data.max_pixels), data.labels[rows])
         if data.store.size != size:
             raise InputError(f"{data.store.folder} holds {data.store.size}-pixel images and this run uses {size}; "
                              f"prepare a store with --size {size}")
@@ -195,9 +197,10 @@ class FileReader:
 
     paths: list[Path]
     size: int
+    max_pixels: int = MAX_PIXELS
 
     def __call__(self, n: int) -> np.ndarray:
-        return decode(self.paths[n], self.size)[0]
+        return decode(self.paths[n], self.size, self.max_pixels)[0]
 
 
 @dataclass(frozen=True)

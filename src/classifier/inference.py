@@ -36,9 +36,11 @@ def autocast_for(device: torch.device, cpu_bf16: bool) -> tuple[AbstractContextM
 
 
 def predict(model: WeaklySupervisedNet, dataset: Dataset, batch_size: int, device: torch.device,
-            config: TrainConfig, report: Callable[[str], None], size: int | None = None) -> np.ndarray:
+            config: TrainConfig, report: Callable[[str], None], size: int | None = None,
+            progress: Callable[[int], None] = lambda n: None) -> np.ndarray:
     """Probabilities (N, C), N = `size` or the dataset's length, by each sample's own position (a Subset
-    of an ImageDataset fills only its positions); rows whose image could not be read are NaN."""
+    of an ImageDataset fills only its positions); rows whose image could not be read are NaN.
+    `progress` is told how many images each batch took (read or not)."""
     out = np.full((size or len(dataset), model.config.num_classes), np.nan, dtype=np.float32)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=config.loader_workers,
                         collate_fn=collate)
@@ -48,6 +50,7 @@ def predict(model: WeaklySupervisedNet, dataset: Dataset, batch_size: int, devic
         for batch, errors in loader:
             for message in errors:
                 report(message)
+            progress(len(errors) + (0 if batch is None else len(batch[2])))
             if batch is None:
                 continue
             images, _, indices = batch

@@ -21,7 +21,8 @@ import torch
 
 from cxrcore.boxes import read_boxes
 from cxrcore.errors import InputError
-from cxrcore.output import atomic_path, atomic_text, exclusive, json_text, make_folder
+from cxrcore.output import OutputFolder, exclusive, json_text
+from cxrcore.runs import run_files
 
 from .boxes import Box, BoxRules, boxes_from_map
 from .calibration import Entry, calibrate, entry, rules_text
@@ -86,14 +87,20 @@ class Drawing:
 
 def localize(run_dir: Path, labels_path: Path, images: Path | None, out_dir: Path, boxes_path: Path | None = None,
              calibrate_path: Path | None = None, request: Request = Request(),
-             say: Callable[[str], None] = print, store: Path | None = None) -> Outcome:
-    """Write boxes.csv, overlays/ and (with true boxes) localization.json into `out_dir`; with
+             say: Callable[[str], None] = print, store: Path | None = None,
+             progress: Callable[[int, int], None] = lambda done, total: None) -> Outcome:
+    """Write boxes.csv, overlays/ and (with true boxes) localization.json into `out_dir` (a folder of
+    localize's own, cxrcore.output.OutputFolder; renamed into place together at the end); with
     `calibrate_path`, first choose and record the run's localization defaults on those boxes' images; with
-    `store`, the images are read from that prepared store (overlays from their files where at hand)."""
-    out_dir = make_folder(out_dir, [p for p in (labels_path, boxes_path, calibrate_path) if p])
-    with exclusive(out_dir, *([run_dir / DEFAULTS_FILE] if calibrate_path else [])):
+    `store`, the images are read from that prepared store (overlays from their files where at hand).
+    `progress(done, total)` follows the images drawn."""
+    inputs = [labels_path, boxes_path, calibrate_path, store, *run_files(run_dir)]
+    with OutputFolder(out_dir, "classifier localize", inputs) as folder, \
+            exclusive(*([run_dir / DEFAULTS_FILE] if calibrate_path else [])):
         scene = _scene(run_dir, labels_path, images, request.device, store)
         rows = scene.data.rows(request.split)
+        if store is None:
+            folder.add_inputs(*(scene.data.paths[i] for i in rows))
         skipped: list[int] = []
         truth = _truth(boxes_path, scene, rows, request, say, skipped) if boxes_path else None
         if calibrate_path:
@@ -114,8 +121,10 @@ def localize(run_dir: Path, labels_path: Path, images: Path | None, out_dir: Pat
         warning = mismatch(settings.family, family)
         if warning:
             say(warning)
-        drawing = _draw(scene, rows, truth, settings, request, out_dir, say)
-        return Outcome(_write(drawing, truth, scene, rows, settings, family, out_dir, say), sum(skipped))
+        drawing = _draw(scene, rows, truth, settings, request, folder, say, progress)
+        outcome = Outcome(_write(drawing, truth, scene, rows, settings, family, folder, say), sum(skipped))
+        folder.commit()
+        return outcome
 
 
 def _scene(run_dir: Path, labels_path: Path, images: Path | None, device: str, store: Path | None) -> Scene:
@@ -255,21 +264,26 @@ def _refuse_calibration_images(settings: Settings, scene: Scene, rows: np.ndarra
                              f"--thresholds")
 
 
-def _draw(scene: Scene, rows: np.ndarray, truth: Truth | None, settings: Settings, request: Request, out_dir: Path,
-          say: Callable[[str], None]) -> Drawing:
+def _draw(scene: Scene, rows: np.ndarray, truth: Truth | None, settings: Settings, request: Request,
+          folder: OutputFolder, say: Callable[[str], None], progress: Callable[[int, int], None]) -> Drawing:
     """Every finding's boxes on every image, one pass over the images per heatmap in use."""
     drawing = Drawing()
-    for n, ((method, layer), findings) in enumerate(settings.groups(scene.findings).items()):
+    groups = settings.groups(scene.findings)
+    done, total = 0, len(rows) * len(groups)
+    progress(done, total)
+    for n, ((method, layer), findings) in enumerate(groups.items()):
         quiet = say if n == 0 else (lambda _: None)  # an unreadable image is named once
         for row, probs, maps in map_batches(scene.model, scene.data, rows, scene.size, scene.batch_size, scene.device,
                                             method, layer, quiet):
             _draw_image(scene, row, probs, maps, findings, None if truth is None else truth.get(scene.ids[row], {}),
-                        settings, request, out_dir, drawing)
+                        settings, request, folder, drawing)
+            done += 1
+            progress(done, total)
     return drawing
 
 
 def _draw_image(scene: Scene, row: int, probs: np.ndarray, maps: np.ndarray, findings: list[str],
-                truth: dict[str, list[Box]] | None, settings: Settings, request: Request, out_dir: Path,
+                truth: dict[str, list[Box]] | None, settings: Settings, request: Request, folder: OutputFolder,
                 drawing: Drawing) -> None:
     """Boxes, map peaks and overlays of one image, for those of `findings` that are probable or true."""
     image_id = scene.ids[row]
@@ -290,17 +304,16 @@ def _draw_image(scene: Scene, row: int, probs: np.ndarray, maps: np.ndarray, fin
         if drawing.drawn < request.overlays and (wanted or truth is None):
             overlay(scene.data.picture(row), maps[j], [(b, round(p * s, 2)) for b, s in found], truth.get(finding, []) if truth else [],
                     f"{image_id}  {finding}  p = {p:.2f}",
-                    out_dir / "overlays" / f"{Path(image_id).stem}_{finding}.png")
+                    Path(folder.path(f"overlays/{Path(image_id).stem}_{finding}.png")))
             drawing.drawn += 1
 
 
 def _write(drawing: Drawing, truth: Truth | None, scene: Scene, rows: np.ndarray, settings: Settings,
-           family: dict[str, Any], out_dir: Path, say: Callable[[str], None]) -> dict[str, Any] | None:
-    """boxes.csv, and with true boxes the metrics in localization.json (returned)."""
+           family: dict[str, Any], folder: OutputFolder, say: Callable[[str], None]) -> dict[str, Any] | None:
+    """boxes.csv, and with true boxes the metrics in localization.json (returned), staged in `folder`."""
     predicted = pd.DataFrame(drawing.records, columns=BOX_FIELDS)
-    with atomic_path(out_dir / "boxes.csv") as tmp:
-        predicted.round({"x": 1, "y": 1, "w": 1, "h": 1}).to_csv(tmp, index=False)
-    say(f"{len(predicted)} boxes on {predicted['Image Index'].nunique()} images → {out_dir / 'boxes.csv'}")
+    predicted.round({"x": 1, "y": 1, "w": 1, "h": 1}).to_csv(folder.path("boxes.csv"), index=False)
+    say(f"{len(predicted)} boxes on {predicted['Image Index'].nunique()} images → {folder.root / 'boxes.csv'}")
     if truth is None:
         return None
     scored = set(scene.ids[rows])
@@ -310,5 +323,5 @@ def _write(drawing: Drawing, truth: Truth | None, scene: Scene, rows: np.ndarray
     metrics = localization_metrics(predicted, table, scene.findings, peaks)
     metrics["heatmap"] = settings.heatmap()
     metrics["scored_family"] = family
-    atomic_text(out_dir / "localization.json", json_text(metrics))
+    Path(folder.path("localization.json")).write_text(json_text(metrics), encoding="utf-8")
     return metrics

@@ -1,4 +1,7 @@
-"""`classifier score`: probabilities per image and finding, AUC with bootstrap intervals, ROC curves."""
+"""`classifier score`: probabilities per image and finding, AUC with bootstrap intervals, ROC curves.
+
+The three outputs (scores.parquet, .auc.json, .roc.png) are renamed together at the end; none may be a
+file the command reads: the labels, the run's files, the store's, the images."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import pyarrow.parquet as pq
 
 from cxrcore.errors import InputError
 from cxrcore.output import Outputs, encode_metadata, exclusive, json_text
+from cxrcore.runs import run_files
+from cxrcore.skips import Skips
 
 from .data import ImageDataset, prepare
 from .inference import known, pick_device, predict
@@ -20,29 +25,42 @@ from .runs import load_run
 
 def score(run_dir: Path, labels_path: Path, images: Path | None, output: Path, split: str | None = None,
           device: str = "auto", batch_size: int | None = None, store: Path | None = None, n_boot: int = 1000,
-          say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Write scores.parquet (+ auc.json, roc.png beside it), all at once; return the AUC table."""
+          say: Callable[[str], None] = print, skips: Skips | None = None,
+          progress: Callable[[int, int], None] = lambda done, total: None) -> dict[str, Any]:
+    """Write scores.parquet (+ auc.json, roc.png beside it), all at once; return the AUC table (its
+    `skipped`: images that could not be read, each named through `skips`). `progress(done, total)`
+    follows the images."""
     beside = [output.with_name(output.stem + ".auc.json"), output.with_name(output.stem + ".roc.png")]
-    with Outputs([output, *beside], [labels_path]) as outputs, exclusive(output):
+    with Outputs([output, *beside], [labels_path, *run_files(run_dir), store]) as outputs, exclusive(output):
         summary = _score(run_dir, labels_path, images, output, split, device, batch_size, store, n_boot, say,
-                         outputs)
+                         skips if skips is not None else Skips(say), progress, outputs)
         outputs.commit()
     return summary
 
 
 def _score(run_dir: Path, labels_path: Path, images: Path | None, output: Path, split: str | None, device: str,
-           batch_size: int | None, store: Path | None, n_boot: int, say: Callable[[str], None],
-           outputs: Outputs) -> dict[str, Any]:
+           batch_size: int | None, store: Path | None, n_boot: int, say: Callable[[str], None], skips: Skips,
+           progress: Callable[[int, int], None], outputs: Outputs) -> dict[str, Any]:
     dev = pick_device(device)
     model, config, findings, origin = load_run(run_dir, dev)
     data = prepare(labels_path, images, config.seed, store)
+    rows = data.rows(split)
+    if store is None:
+        outputs.add_inputs(*(data.paths[i] for i in rows))
     missing = [f for f in findings if f not in data.findings]
     if missing:
         say(f"note: {labels_path} has no column for {', '.join(missing)}; their AUC is not computed")
-    rows = data.rows(split)
     dataset = ImageDataset.of(data, rows, config.size)
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        progress(done, len(rows))
+
+    progress(0, len(rows))
     probs = predict(model, dataset, batch_size or config.batch_size, dev, config,
-                    lambda m: say(f"skipped unreadable image {m}"))
+                    lambda m: skips(f"unreadable image {m}"), progress=advance)
     if len(rows) and np.isnan(probs).all():
         raise InputError(f"not one of the {len(rows)} images of {labels_path} could be read (each is named above); "
                          f"nothing was written")
@@ -62,7 +80,7 @@ def _score(run_dir: Path, labels_path: Path, images: Path | None, output: Path, 
             curves[name] = (truth, scores)
     scored = [r["auc"] for r in results.values() if not np.isnan(r["auc"])]
     summary = {"images": int(len(rows)), "mean_auc": float(np.mean(scored)) if scored else float("nan"),
-               "per_finding": results, **meta}
+               "skipped": len(skips), "per_finding": results, **meta}
     Path(outputs.path(output.with_name(output.stem + ".auc.json"))).write_text(json_text(summary), encoding="utf-8")
     plot_roc(curves, outputs.path(output.with_name(output.stem + ".roc.png")),
              f"ROC, {split or 'all'} images ({len(rows)}), mean AUC {summary['mean_auc']:.3f}")

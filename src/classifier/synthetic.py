@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from cxrcore.output import OutputError, exclusive, make_folder
+from cxrcore.output import OutputFolder
 
 from . import films
 from .films import Box, Film, Lesion
@@ -140,36 +140,34 @@ CaseMaker = Callable[[int, int, np.random.Generator, float], tuple[np.ndarray, "
 
 def generate(out_dir: str | Path, n: int, size: int = 128, seed: int = 0, hedge: float = 0.1,
              make_case: CaseMaker | None = None) -> list[Case]:
-    """Write N cases under `out_dir` (a new or empty folder, so no earlier set mixes with this one):
-    images/, reports.csv, BBox_List.csv, truth.csv. `make_case` draws one case (this module's films by
-    default; ward.generate_case for the bedside family)."""
-    out = make_folder(out_dir)
-    with exclusive(out):
-        if any(p.name != ".lock" for p in out.iterdir()):
-            raise OutputError(f"{out}: is not empty; generate into a new or empty folder, so that no image or "
-                              f"table of an earlier set mixes with this one")
-        return _write_set(out, n, size, seed, hedge, make_case or generate_case)
+    """Write N cases under `out_dir`: images/, reports.csv, BBox_List.csv, truth.csv. The folder is new, empty
+    or an earlier set's (cxrcore.output.OutputFolder), whose files this set replaces all at once at the end,
+    so no image or table of an earlier set mixes with this one. `make_case` draws one case (this module's
+    films by default; ward.generate_case for the bedside family)."""
+    with OutputFolder(out_dir, "classifier synth") as folder:
+        cases = _write_set(folder, n, size, seed, hedge, make_case or generate_case)
+        folder.commit()
+        return cases
 
 
-def _write_set(out: Path, n: int, size: int, seed: int, hedge: float, make_case: CaseMaker) -> list[Case]:
-    (out / "images").mkdir()
+def _write_set(folder: OutputFolder, n: int, size: int, seed: int, hedge: float, make_case: CaseMaker) -> list[Case]:
     rng = np.random.default_rng(seed)
     cases = []
     for i in range(n):
         image, case = make_case(i, size, rng, hedge)
-        Image.fromarray(image, mode="L").save(out / "images" / case.image_id)
+        Image.fromarray(image, mode="L").save(folder.path(f"images/{case.image_id}"), format="PNG")
         cases.append(case)
-    with (out / "reports.csv").open("w", newline="") as fh:
+    with open(folder.path("reports.csv"), "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["report_id", "image_id", "patient_id", "image_path", "text"])
         for c in cases:
             writer.writerow([c.image_id.removesuffix(".png"), c.image_id, c.patient_id, f"images/{c.image_id}", c.report])
-    with (out / "BBox_List.csv").open("w", newline="") as fh:
+    with open(folder.path("BBox_List.csv"), "w", newline="") as fh:
         fh.write("Image Index,Finding Label,Bbox [x,y,w,h],,,\n")
         for c in cases:
             for name, (x, y, w, h) in c.findings.items():
                 fh.write(f"{c.image_id},{name},{x},{y},{w},{h}\n")
-    with (out / "truth.csv").open("w", newline="") as fh:
+    with open(folder.path("truth.csv"), "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["image_id", "patient_id", *FINDINGS])
         for c in cases:

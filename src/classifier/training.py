@@ -23,8 +23,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from cxrcore.errors import InputError, ToolkitError
-from cxrcore.output import atomic_text, exclusive, json_text, make_folder
-from cxrcore.runs import BEST, CONFIG, LAST, LOG, METRICS, checkpoint_path
+from cxrcore.output import OutputFolder, atomic_text, json_text
+from cxrcore.runs import BEST, CONFIG, FIT_FILES, LAST, LOG, METRICS, SHARED_FILES, checkpoint_path
+from cxrcore.skips import Skips
 
 from . import distributed, operating_points
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -55,7 +56,8 @@ class Trainer:
     device: torch.device
     ctx: distributed.Context
     subsets: dict[str, np.ndarray]
-    report: Callable[[str], None]  # names an unreadable image once
+    report: Callable[[str], None]  # names an unreadable image once, counted in `skips`
+    skips: Skips
     cast: Any  # the autocast context of every forward pass
     scaler: torch.amp.GradScaler  # loss scaling, enabled for float16 only
 
@@ -80,30 +82,35 @@ def seed_everything(seed: int) -> None:
 
 def fit(labels_path: Path, images: Path | None, run_dir: Path, config: TrainConfig, weights: Path | None = None,
         resume: bool = False, store: Path | None = None, say: Callable[[str], None] = print,
-        progress: Any = None, pause_after: int | None = None) -> dict[str, Any] | None:
+        progress: Any = None, pause_after: int | None = None, skips: Skips | None = None) -> dict[str, Any] | None:
     """Train, validate each epoch, keep best and last checkpoints; return the final metrics.
 
     `pause_after` stops after that many epochs of this call (for time-limited or preemptible jobs);
     `resume` continues the run's own plan (its config, epochs included) from `last.pt`. Under
     torchrun, every process runs this; the first holds the run folder's lock and writes the files.
+    `skips` names each unreadable image once and counts them (over all processes, at the end).
     """
     device = pick_device(config.device)
     ctx = distributed.setup(device)
+    skips = skips if skips is not None else Skips(say)
     try:
         if not ctx.main:
             distributed.barrier(ctx)  # the first process checks and creates the run folder
-            return _fit(labels_path, images, run_dir, config, weights, resume, store, say, progress, pause_after, ctx)
-        run_dir = make_folder(run_dir, [labels_path])
-        with exclusive(run_dir):
+            return _fit(labels_path, images, run_dir, config, weights, resume, store, say, progress, pause_after, ctx,
+                        skips)
+        with OutputFolder(run_dir, "classifier fit", [labels_path, weights, store], keep=True,
+                          shared=SHARED_FILES) as folder:
+            folder.declare(*FIT_FILES)
             distributed.barrier(ctx)
-            return _fit(labels_path, images, run_dir, config, weights, resume, store, say, progress, pause_after, ctx)
+            return _fit(labels_path, images, run_dir, config, weights, resume, store, say, progress, pause_after, ctx,
+                        skips)
     finally:
         distributed.shutdown()
 
 
 def _fit(labels_path: Path, images: Path | None, run_dir: Path, config: TrainConfig, weights: Path | None,
          resume: bool, store: Path | None, say: Callable[[str], None], progress: Any, pause_after: int | None,
-         ctx: distributed.Context) -> dict[str, Any] | None:
+         ctx: distributed.Context, skips: Skips) -> dict[str, Any] | None:
     state = _resume_state(run_dir, resume)
     if state is not None:
         if state["config"]["epochs"] != config.epochs and ctx.main:
@@ -111,7 +118,7 @@ def _fit(labels_path: Path, images: Path | None, run_dir: Path, config: TrainCon
         config = run_config(state, run_dir / LAST)
     data = _training_data(prepare(labels_path, images, config.seed, store), labels_path, state,
                           say if ctx.main else lambda message: None)
-    trainer, start_epoch, best_auc = _start(data, config, weights, state, ctx, say)
+    trainer, start_epoch, best_auc = _start(data, config, weights, state, ctx, say, skips)
     if state is not None:
         trainer.say(f"resuming {run_dir} after epoch {start_epoch}", say)
     if ctx.main:
@@ -134,11 +141,21 @@ def _fit(labels_path: Path, images: Path | None, run_dir: Path, config: TrainCon
         distributed.barrier(ctx)
     if end < config.epochs:
         trainer.say(f"paused after epoch {end} of {config.epochs}; continue with --resume", say)
+        _count_skips(trainer)
         return None
     metrics = final_metrics(run_dir, trainer)
     if ctx.main:
         write_model_card(run_dir, labels_path, images, store, data, trainer.config, metrics, weights, state is not None)
+    _count_skips(trainer)
     return metrics
+
+
+def _count_skips(trainer: Trainer) -> None:
+    """Every process learns how many images the others skipped (each names its own)."""
+    if trainer.ctx.distributed:
+        own = len(trainer.skips.seen)
+        total = distributed.sum_over_ranks(trainer.ctx, torch.tensor([own], dtype=torch.float64))
+        trainer.skips.elsewhere = int(total.item()) - own
 
 
 def _save(trainer: Trainer, run_dir: Path, epoch: int, best_auc: float, improved: bool) -> None:
@@ -183,7 +200,7 @@ def _training_data(data: Prepared, labels_path: Path, state: dict[str, Any] | No
 
 
 def _start(data: Prepared, config: TrainConfig, weights: Path | None, state: dict[str, Any] | None,
-           ctx: distributed.Context, say: Callable[[str], None]) -> tuple[Trainer, int, float]:
+           ctx: distributed.Context, say: Callable[[str], None], skips: Skips) -> tuple[Trainer, int, float]:
     """The model (seeded, or restored from `state`), optimiser and schedule; the epoch and best AUC so far."""
     if not (np.isfinite(config.lr) and config.lr > 0 and np.isfinite(config.weight_decay) and config.weight_decay >= 0):
         raise InputError(f"learning rate {config.lr} and weight decay {config.weight_decay}: both must be finite, "
@@ -217,20 +234,15 @@ def _start(data: Prepared, config: TrainConfig, weights: Path | None, state: dic
             raise InputError(f"{len(subsets['train'])} training images cannot be shared by {ctx.world} processes")
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     cast, use_scaler = autocast_for(device, config.cpu_bf16)
-    trainer = Trainer(config, data, model, optimizer, schedule, device, ctx, subsets, _reporter(say, ctx), cast,
-                      torch.amp.GradScaler("cuda", enabled=use_scaler))
+    trainer = Trainer(config, data, model, optimizer, schedule, device, ctx, subsets, _reporter(skips, ctx), skips,
+                      cast, torch.amp.GradScaler("cuda", enabled=use_scaler))
     return trainer, start_epoch, best_auc
 
 
-def _reporter(say: Callable[[str], None], ctx: distributed.Context) -> Callable[[str], None]:
+def _reporter(skips: Skips, ctx: distributed.Context) -> Callable[[str], None]:
     """A function that names each unreadable image once, however many epochs meet it."""
-    seen: set[str] = set()
-
-    def report(message: str) -> None:
-        if message not in seen:
-            seen.add(message)
-            say(f"skipped unreadable image {message}" + (f" (process {ctx.rank})" if ctx.distributed else ""))
-    return report
+    where = f" (process {ctx.rank})" if ctx.distributed else ""
+    return lambda message: skips(f"unreadable image {message}{where}")
 
 
 def train_epoch(trainer: Trainer, epoch: int, progress: Any = None) -> tuple[float, float]:
@@ -320,7 +332,8 @@ def validate(trainer: Trainer) -> tuple[float, dict[str, float]]:
 
 
 def final_metrics(run_dir: Path, trainer: Trainer) -> dict[str, Any]:
-    """Per-finding AUC of the best checkpoint on val and test, written to metrics.json."""
+    """Per-finding AUC of the best checkpoint on val and test, written to metrics.json; the operating points
+    chosen on val with it, written to operating_points.json."""
     path = checkpoint_path(run_dir)
     state = load_checkpoint(path)
     model = model_from_state(state, trainer.device, path)

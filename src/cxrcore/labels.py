@@ -63,13 +63,16 @@ class LabelTable:
 
 
 def read_labels(path: str | Path) -> LabelTable:
-    """Read a labels.parquet: its label columns come from its metadata (else its int8 columns), every
-    label value is checked to be 1, 0, -1 or null, and a split column is validated by patient."""
+    """Read a labels.parquet: it has rows, its label columns come from its metadata (else its int8
+    columns), every label value is checked to be 1, 0, -1 or null, and a split column is validated by
+    patient."""
     path = Path(path)
     try:
         table = pq.read_table(path)
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise InputError(f"{path}: cannot read as Parquet ({exc})") from None
+    if table.num_rows == 0:
+        raise InputError(f"{path}: no rows (its columns alone); label or build a dataset with at least one image first")
     frame = table.to_pandas()
     meta = decode_metadata(table.schema.metadata)
     if "label_columns" in meta:

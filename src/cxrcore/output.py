@@ -1,13 +1,19 @@
 """The output policy every command follows, in one place.
 
 - A command writes only regular files (or folders) of its own: it refuses, with one line, to write
-  over a FIFO, a device, a socket, a symlink or a folder where a file belongs, and over any of its
-  own inputs (compared by the file itself, so a hard link or another spelling of the path counts).
+  over a FIFO, a device, a socket, a symlink or a folder where a file belongs, and over any file it
+  reads (`Reads`: each input by its resolved path and its inode, so a hard link or another spelling
+  of the path counts; a file inside an input folder counts too).
+- An output folder (`OutputFolder`) holds one command's own files and nothing else: it must be new,
+  empty, or hold only what an earlier run of the same command made, as listed in the manifest the
+  command writes there (`.manifest.json`). A folder holding a file of the user's is refused.
 - Every file is written into a hidden temporary file beside the target, then renamed over it, with
   the user's umask: a crash or a kill leaves the old file (or none), never half a file. Several
-  files of one command are renamed together at the end (`Outputs`), so a failure while writing the
-  second never leaves the first replaced. Temporary files of runs that were killed are removed by
-  the next write to the same target.
+  files of one command are renamed together at the end (`Outputs`, `OutputFolder`), so a failure
+  while writing the second never leaves the first replaced. Temporary files of runs that were killed
+  are removed by the next write to the same target.
+- A write the disk refuses (full, over a quota or the file size limit, read-only) is one line naming
+  the path; the temporary files are removed and nothing is replaced.
 - One run per output at a time: `exclusive` holds an advisory lock (`fcntl.flock`) beside the
   output; a second run is refused with the first one's pid.
 - Parquet outputs carry key-value metadata under `METADATA_PREFIX` (tool version, lexicon digest,
@@ -22,9 +28,10 @@ import json
 import math
 import os
 import re
+import shutil
 import stat
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -69,17 +76,62 @@ def _umask() -> int:
     return mask
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
+WRITE_ERRORS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "over the disk quota",
+                errno.EFBIG: "over the file size limit (ulimit -f)", errno.EROFS: "the file system is read-only"}
 
 
-def check_target(path: str | Path, inputs: Iterable[str | Path] = (), folder: bool = False) -> Path:
+def write_failure(path: str | Path, exc: BaseException) -> OutputError | None:
+    """One line for an error that means the disk refused the data, naming `path`; None for any other error."""
+    if isinstance(exc, OSError) and exc.errno in WRITE_ERRORS:
+        return OutputError(f"{path}: cannot be written: {WRITE_ERRORS[exc.errno]} ({os.strerror(exc.errno)}); "
+                           f"nothing was replaced; free space or choose another output")
+    return None
+
+
+class Reads:
+    """The files a command reads, so that no output can be one of them however it is spelt: a file by
+    its inode (another spelling of its path, a symlink to it or a hard link is the same file) or, while
+    it does not exist, by its resolved path; a folder for every file inside it. `add` takes more as the
+    command finds them (a run's checkpoint, the images of a labels file: one `stat` each)."""
+
+    def __init__(self, paths: Iterable[str | Path | None] = ()) -> None:
+        self._missing: set[str] = set()
+        self._inodes: set[tuple[int, int]] = set()
+        self._folders: list[str] = []
+        self.add(*paths)
+
+    def add(self, *paths: str | Path | None) -> None:
+        for path in paths:
+            if path is None:
+                continue
+            try:
+                info = os.stat(path)
+            except OSError:
+                self._missing.add(os.path.realpath(path))
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                self._folders.append(os.path.join(os.path.realpath(path), ""))
+            else:
+                self._inodes.add((info.st_dev, info.st_ino))
+
+    def holds(self, target: str | Path) -> str | None:
+        """Why writing `target` would replace a file this command reads (None: it would not)."""
+        try:
+            info = os.stat(target)
+        except OSError:
+            return "is also an input of this command" if os.path.realpath(target) in self._missing else None
+        if (info.st_dev, info.st_ino) in self._inodes:
+            return "is also an input of this command"
+        real = os.path.realpath(target)
+        inside = [f for f in self._folders if real.startswith(f)] if not stat.S_ISDIR(info.st_mode) else []
+        return f"lies in {inside[0].rstrip(os.sep)}, a folder this command reads" if inside else None
+
+
+def check_target(path: str | Path, inputs: Iterable[str | Path] | Reads = (), folder: bool = False) -> Path:
     """`path` as a place this command may write: not a special file, not a symlink, not an input.
-    `folder`: the output is a folder of the command's own files (created if missing)."""
+    `folder`: the output is a folder (see `OutputFolder` for what it may hold)."""
     target = Path(path)
+    reads = inputs if isinstance(inputs, Reads) else Reads(inputs)
     try:
         mode = os.lstat(target).st_mode
     except (FileNotFoundError, NotADirectoryError):  # the second: a parent is a file, named below
@@ -87,14 +139,14 @@ def check_target(path: str | Path, inputs: Iterable[str | Path] = (), folder: bo
     except OSError as exc:
         raise OutputError(f"{target}: cannot be checked ({exc.strerror}); choose another output") from None
     if mode is not None:
-        kind = _kind(mode)
+        kind = file_kind(mode)
         if folder and kind != "folder":
             raise OutputError(f"{target}: is {kind}, not a folder; choose another output folder")
         if not folder and kind != "regular file":
             raise OutputError(f"{target}: is {kind}; refusing to replace it with an output file (choose another path)")
-    for source in inputs:
-        if mode is not None and _same_file(target, Path(source)):
-            raise OutputError(f"{target}: is also an input of this command; write the output elsewhere")
+    why = None if folder else reads.holds(target)
+    if why:
+        raise OutputError(f"{target}: {why}; write the output elsewhere")
     parent = target.parent
     for ancestor in [parent, *parent.parents]:
         if ancestor.exists():
@@ -104,7 +156,8 @@ def check_target(path: str | Path, inputs: Iterable[str | Path] = (), folder: bo
     return target
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file is, in words for a message ("a FIFO (named pipe)"; "regular file" and "folder" bare)."""
     if stat.S_ISREG(mode):
         return "regular file"
     if stat.S_ISDIR(mode):
@@ -120,19 +173,15 @@ def _kind(mode: int) -> str:
     return "a special file"
 
 
-def make_folder(path: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
-    """An output folder of this command's own files, created (with the umask) if missing."""
-    folder = check_target(path, inputs, folder=True)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{folder}: cannot create the folder ({exc.strerror})") from None
-    return folder
+def _temp_pattern(name: str) -> re.Pattern[str]:
+    """Temporary files of writes to `name` (any name when `name` is empty): `.NAME.PID.RANDOM.tmp`."""
+    stem = re.escape(name) if name else r".+"
+    return re.compile(rf"^\.{stem}\.(\d+)\.[^.]+{re.escape(TEMP_SUFFIX)}$")
 
 
 def _remove_stale_temps(target: Path) -> None:
     """Temporary files of earlier writes to `target` whose process is gone (killed mid-write)."""
-    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(\d+)\.[^.]+{re.escape(TEMP_SUFFIX)}$")
+    pattern = _temp_pattern(target.name)
     try:
         siblings = list(os.scandir(target.parent))
     except OSError:
@@ -161,7 +210,8 @@ def _temporary(target: Path) -> str:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=target.parent)
     except OSError as exc:
-        raise OutputError(f"{target}: cannot write here ({exc.strerror}); choose another output") from None
+        raise write_failure(target, exc) or OutputError(f"{target}: cannot write here ({exc.strerror}); choose "
+                                                        f"another output") from None
     os.close(fd)
     return tmp
 
@@ -172,7 +222,7 @@ def _commit(tmp: str, target: Path) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | Path, inputs: Iterable[str | Path] = ()) -> Iterator[str]:
+def atomic_path(path: str | Path, inputs: Iterable[str | Path] | Reads = ()) -> Iterator[str]:
     """A temporary path beside `path` that replaces it only if the block completes; else it is removed."""
     target = check_target(path, inputs)
     _remove_stale_temps(target)
@@ -181,6 +231,11 @@ def atomic_path(path: str | Path, inputs: Iterable[str | Path] = ()) -> Iterator
         yield tmp
         check_target(target, inputs)  # nothing special appeared there meanwhile
         _commit(tmp, target)
+    except OSError as exc:
+        failure = write_failure(target, exc)
+        if failure is None:
+            raise
+        raise failure from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -195,24 +250,36 @@ def atomic_text(path: str | Path, text: str) -> None:
 class Outputs:
     """Several output files of one command, written to temporary files and renamed together at the end.
 
-    Every target is checked before any work (distinct, not special, not an input), so a bad second
-    output fails the command before the first is touched."""
+    Every target is checked before any work (distinct, not special, not a file the command reads), so
+    a bad second output fails the command before the first is touched. A write the disk refuses inside
+    the `with` block is one line naming the file being written; nothing is renamed."""
 
-    def __init__(self, targets: Iterable[str | Path | None], inputs: Iterable[str | Path] = ()) -> None:
-        self.inputs = [Path(p) for p in inputs]
+    def __init__(self, targets: Iterable[str | Path | None], inputs: Iterable[str | Path | None] = ()) -> None:
+        self.inputs = Reads(inputs)
         self.targets = [check_target(t, self.inputs) for t in targets if t is not None]
         for i, a in enumerate(self.targets):
             for b in self.targets[i + 1:]:
                 if os.path.abspath(a) == os.path.abspath(b) or (a.exists() and _same_file(a, b)):
                     raise OutputError(f"{b}: given for two outputs of this command; give each its own path")
         self._temps: dict[Path, str] = {}
+        self._swept: set[Path] = set()  # folders already cleared of dead runs' temporary files
+        self._writing: Path | None = None  # the target handed out last: the one a write error names
+
+    def add_inputs(self, *paths: str | Path | None) -> None:
+        """More files the command reads, found as it goes (a run's checkpoint, a store): no output may be one."""
+        self.inputs.add(*paths)
+        for target in [*self.targets, *self._temps]:
+            check_target(target, self.inputs)
 
     def path(self, target: str | Path) -> str:
         """The temporary file standing for `target` until `commit`."""
         target = Path(target)
         if target not in self._temps:
-            _remove_stale_temps(target)
+            if target.parent not in self._swept:
+                _remove_stale_temps(target)
+                self._swept.add(target.parent)
             self._temps[target] = _temporary(target)
+        self._writing = target
         return self._temps[target]
 
     def commit(self) -> None:
@@ -231,8 +298,184 @@ class Outputs:
     def __enter__(self) -> "Outputs":
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> None:
+        failed = self._failed_path(exc) if isinstance(exc, OSError) else None
         self.discard()
+        failure = write_failure(failed, exc) if failed is not None else None
+        if failure is not None:
+            raise failure from None
+
+    def _failed_path(self, exc: OSError) -> Path:
+        """The file a write error concerns: the one it names (a temporary file by its target), else the
+        target handed out last."""
+        named = {tmp: target for target, tmp in self._temps.items()}.get(exc.filename, exc.filename)
+        return Path(named) if named else self._writing or (self.targets[0] if self.targets else Path("."))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+MANIFEST = ".manifest.json"
+MANIFEST_FORMAT = "chestxray-toolkit/outputs-1"
+
+
+class OutputFolder(Outputs):
+    """An output folder that holds one command's own files and nothing else.
+
+    The folder must be new, empty, or hold only what an earlier run of the same command made: the
+    entries of the manifest this class writes there (`.manifest.json`, before any file is placed),
+    plus `shared` names that other commands put in such a folder (a run's localization defaults).
+    Anything else is a file of the user's: the folder is refused with one line and nothing is touched.
+
+    Use it as `with OutputFolder(out, "classifier localize", inputs) as folder:`; the folder is created
+    and locked (one run at a time) for the block. Files are staged with `path(name)` and renamed together
+    by `commit()`, which then removes what the earlier run made and this one did not make again, so the
+    folder is what a fresh run gives (unless `keep`: `fit --resume` continues its run). Files written as
+    the command goes (checkpoints, a log, a work folder `name/`) are named first with `declare`."""
+
+    def __init__(self, folder: str | Path, command: str, inputs: Iterable[str | Path | None] = (),
+                 keep: bool = False, shared: Iterable[str] = ()) -> None:
+        super().__init__([], inputs)
+        self.root = check_target(folder, folder=True)
+        self.command, self.keep, self.shared = command, keep, frozenset(shared)
+        self._recorded: set[str] = set()  # the manifest's entries when the folder was opened (then as committed)
+        self._made: set[str] = set()  # this run's entries
+        self._stack = ExitStack()
+
+    def __enter__(self) -> "OutputFolder":
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_failure(self.root, exc) or OutputError(f"{self.root}: cannot create the folder "
+                                                               f"({exc.strerror})") from None
+        self._stack.enter_context(exclusive(self.root))
+        try:
+            self._recorded = self._check_contents()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> None:
+        try:
+            super().__exit__(kind, exc, tb)
+        finally:
+            self._stack.close()
+
+    def _failed_path(self, exc: OSError) -> Path:
+        return super()._failed_path(exc) if exc.filename or self._writing else self.root
+
+    def file(self, name: str | Path) -> Path:
+        """The path of a file of this folder (`name` relative to it), checked: not one of the inputs."""
+        target = Path(name) if Path(name).is_absolute() else self.root / name
+        if self._relative(target).startswith("../"):
+            raise ValueError(f"{target} is not inside the output folder {self.root}")  # a caller's bug
+        return check_target(target, self.inputs)
+
+    def declare(self, *names: str) -> None:
+        """Files (or work folders, `name/`) this run writes as it goes, recorded before they appear."""
+        new = []
+        for name in names:
+            if not name.endswith("/"):
+                self.file(name)
+            if name not in self._made:
+                self._made.add(name)
+                new.append(name)
+        if new and not set(new) <= self._recorded:
+            self._write_manifest(self._recorded | self._made)
+
+    def path(self, target: str | Path) -> str:
+        target = self.file(target)
+        self._made.add(self._relative(target))
+        return super().path(target)
+
+    def commit(self) -> None:
+        """Record this run's files, rename the staged ones into place, remove the earlier run's others."""
+        self._write_manifest(self._recorded | self._made)
+        super().commit()
+        kept = set(self._recorded) if self.keep else set()
+        for name in sorted(self._recorded - self._made - kept):
+            if self.inputs.holds(self.root / name.rstrip("/")):
+                kept.add(name)
+            else:
+                _remove(self.root / name.rstrip("/"))
+        self._recorded = {name for name in kept | self._made if os.path.lexists(self.root / name.rstrip("/"))}
+        self._write_manifest(self._recorded)
+
+    def _relative(self, target: Path) -> str:
+        return Path(os.path.relpath(os.path.abspath(target), os.path.abspath(self.root))).as_posix()
+
+    def _write_manifest(self, names: set[str]) -> None:
+        atomic_text(self.root / MANIFEST, json.dumps({"format": MANIFEST_FORMAT, "command": self.command,
+                                                      "files": sorted(names)}, indent=1) + "\n")
+
+    def _read_manifest(self) -> tuple[str, set[str]] | None:
+        try:
+            content = json.loads((self.root / MANIFEST).read_text(encoding="utf-8"))
+            if content.get("format") == MANIFEST_FORMAT and isinstance(content.get("command"), str):
+                return content["command"], {str(name) for name in content.get("files", [])}
+        except (OSError, ValueError, AttributeError, TypeError):
+            pass
+        return None
+
+    def _check_contents(self) -> set[str]:
+        """The manifest's entries, if the folder holds nothing else; else one line naming what is not ours."""
+        manifest = self._read_manifest()
+        recorded = manifest[1] if manifest and manifest[0] == self.command else set()
+        for name in _entries(self.root, {n for n in recorded if n.endswith("/")}):
+            if self.inputs.holds(self.root / name):
+                raise OutputError(f"{self.root}: holds {name}, which this command reads; write the output elsewhere, "
+                                  f"nothing was written")
+            if name in recorded or name in self.shared:
+                continue
+            if manifest is None:
+                raise OutputError(f"{self.root}: is not empty ({name} was not made by `{self.command}`); choose a "
+                                  f"new or empty folder, nothing was written")
+            if manifest[0] != self.command:
+                raise OutputError(f"{self.root}: is not empty (it holds the output of `{manifest[0]}`); choose a new "
+                                  f"or empty folder for `{self.command}`, nothing was written")
+            raise OutputError(f"{self.root}: is not empty ({name} was not made by `{self.command}`: it is not in "
+                              f"{MANIFEST}); move it or choose another folder, nothing was written")
+        return recorded
+
+
+def _entries(root: Path, work: set[str]) -> Iterator[str]:
+    """Every file, link or special file under `root` as a relative path, but the bookkeeping of this
+    module (manifest, lock, temporary files) and the work folders in `work`."""
+    temp = _temp_pattern("")
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            found = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise OutputError(f"{folder}: cannot be read ({exc.strerror}); choose another output folder") from None
+        for entry in found:
+            name = Path(os.path.relpath(entry.path, root)).as_posix()
+            if entry.is_dir(follow_symlinks=False):
+                if name + "/" not in work:
+                    stack.append(Path(entry.path))
+            elif folder == root and entry.name in (MANIFEST, ".lock") or temp.match(entry.name):
+                continue
+            else:
+                yield name
+
+
+def _remove(path: Path) -> None:
+    """A file or work folder an earlier run made and this run did not make again."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise OutputError(f"{path}: an earlier run's file cannot be removed ({exc.strerror})") from None
 
 
 def lock_path(target: Path) -> Path:

@@ -305,10 +305,10 @@ def sample(labels: Path, output: Path, size: int, evidence: Path | None, reports
            min_per_stratum: int, encoding: str) -> None:
     """Draw a stratified, weighted sample of LABELS to annotate by hand, with the whole report texts."""
     from cxrcore.labels import read_labels
-    from cxrcore.output import exclusive, make_folder
+    from cxrcore.output import OutputFolder
 
     from .sample import Design, assign_strata, draw, report_values, with_weights
-    from .sample_folder import targets, write_sample
+    from .sample_folder import write_sample
 
     evidence = evidence or _beside(labels, "mentions.parquet")
     values = report_values(read_labels(labels))
@@ -317,11 +317,10 @@ def sample(labels: Path, output: Path, size: int, evidence: Path | None, reports
     texts, inputs, missing = _texts(labels, reports, encoding, list(drawn["report_id"]))
     drawn = with_weights(drawn[drawn["report_id"].isin(list(texts))], strata.value_counts().to_dict())
     sources = [labels, *inputs, *([evidence] if evidence else [])]
-    folder = make_folder(output, sources)
-    with exclusive(folder), Outputs(targets(folder, evidence is not None), sources) as outputs:
-        write_sample(folder, outputs, labels, evidence, drawn, texts, values, design)
-        outputs.commit()
-    say(f"sampled {len(drawn)} of {len(values)} reports from {drawn['stratum'].nunique()} strata → {folder}"
+    with OutputFolder(output, "reportminer sample", sources) as folder:
+        write_sample(folder, labels, evidence, drawn, texts, values, design)
+        folder.commit()
+    say(f"sampled {len(drawn)} of {len(values)} reports from {drawn['stratum'].nunique()} strata → {output}"
         + (f"; skipped {len(missing)} without text (listed above)" if missing else ""))
     if missing:
         sys.exit(EXIT_SKIPPED)
@@ -425,7 +424,7 @@ def dataset(labels: Path | None, output: Path, manifest: Path | None, nih: Path 
     if (train_val_list is None) != (test_list is None):
         raise click.UsageError("--train-val-list and --test-list go together")
     inputs = [p for p in (labels, manifest, nih, chexpert, mimic_labels, mimic_metadata, mimic_split, train_val_list,
-                          test_list, boxes) if p is not None]
+                          test_list, boxes, lexicon) if p is not None]
     boxes_target = output.with_name("boxes.csv") if boxes is not None else None
     lex = load_lexicon(lexicon, schema or ("chexpert" if chexpert or mimic_labels else DEFAULT_SCHEMA))
     with Outputs([output, boxes_target], inputs) as outputs, exclusive(output):

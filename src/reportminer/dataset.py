@@ -40,12 +40,16 @@ def _where(frame: pd.DataFrame):
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    """A table of strings; a file with a header and no rows is refused (a dataset of nothing is no dataset)."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (EOFError, zlib.error) as exc:
         raise InputError(f"{path}: the file is cut short or damaged ({exc}); download or copy it again") from None
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read as CSV ({exc})") from None
+    if frame.empty:
+        raise InputError(f"{path}: a header and no rows; give the whole file (nothing was written)")
+    return frame
 
 
 def _require(frame: pd.DataFrame, path: Path, columns: tuple[str, ...]) -> None:
@@ -154,6 +158,9 @@ def read_mimic(labels_path: str | Path, metadata_path: str | Path, split_path: s
     _require(meta, metadata_path, ("dicom_id", "subject_id", "study_id"))
     _no_duplicates(meta["dicom_id"], metadata_path, "image")
     known = meta["study_id"].isin(study.index)
+    if not known.any():
+        raise InputError(f"{metadata_path}: none of its {len(meta):,} images belongs to a study of {labels_path}; "
+                         f"give the metadata of the same release (nothing was written)")
     meta = meta[known].reset_index(drop=True)
     subject = meta["subject_id"]
     frame = pd.DataFrame({"report_id": "s" + meta["study_id"], "image_id": meta["dicom_id"], "patient_id": subject,
@@ -188,6 +195,9 @@ def join_manifest(labels_path: str | Path, manifest_path: str | Path,
     labels = table.frame
     per_report = labels.groupby("report_id", sort=False)[label_columns].first()
     known = manifest["report_id"].isin(per_report.index)
+    if not known.any():
+        raise InputError(f"{manifest_path}: none of its {len(manifest):,} images has a report labeled in "
+                         f"{labels_path}; give the manifest of these reports (nothing was written)")
     dropped = [f"{manifest_path}:{_line(i)}: report {r} has no labels in {labels_path}; image {img} left out"
                for i, r, img in zip(manifest.index[~known], manifest["report_id"][~known], manifest["image_id"][~known])]
     kept = manifest[known].reset_index(drop=True)
@@ -208,6 +218,8 @@ def keep_frontal(frame: pd.DataFrame) -> pd.DataFrame:
     if "view_position" not in frame.columns:
         raise InputError("--frontal-only needs a 'View Position' (NIH) or 'view_position' (manifest) column")
     kept = frame[frame["view_position"].fillna("").str.upper().isin(FRONTAL_VIEWS)].reset_index(drop=True)
+    if kept.empty:
+        raise InputError(f"--frontal-only: none of the {len(frame):,} images is a PA or AP view (nothing was written)")
     kept.attrs = dict(frame.attrs)
     return kept
 

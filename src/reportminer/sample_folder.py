@@ -4,7 +4,9 @@
 - `reports.jsonl`: report_id and the full text the labeler read, so the folder stands alone;
 - `labels.parquet` and `mentions.parquet`: the labeler's rows for the sampled reports, in the same
   order, with the labels' metadata (its `inputs` now the folder's reports.jsonl, plus the design);
-- `README.md`: how the sample was drawn, its strata and how to weigh figures back to the archive.
+- `README.md`: how the sample was drawn, its strata and how to weigh figures back to the archive;
+- `.manifest.json`: the output policy's record that these files are `sample`'s (cxrcore.output), so a
+  second sample may replace them and nothing else.
 """
 
 from __future__ import annotations
@@ -15,33 +17,27 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from cxrcore.output import Outputs, encode_metadata
+from cxrcore.output import OutputFolder, encode_metadata
 
 from .sample import DESIGN, Design, cell_counts
 
-FILES = ("sample.csv", "reports.jsonl", "labels.parquet", "mentions.parquet", "README.md")
 
-
-def targets(folder: Path, evidence: bool) -> list[Path]:
-    """The folder's files (mentions.parquet only when there is evidence to copy)."""
-    return [folder / name for name in FILES if evidence or name != "mentions.parquet"]
-
-
-def write_sample(folder: Path, outputs: Outputs, labels: Path, evidence: Path | None, sample: pd.DataFrame,
+def write_sample(folder: OutputFolder, labels: Path, evidence: Path | None, sample: pd.DataFrame,
                  texts: dict[str, str], values: pd.DataFrame, design: Design) -> None:
-    """Write every file of the folder through `outputs` (renamed together by the caller's commit)."""
+    """Stage every file of the folder (renamed together by the caller's commit; mentions.parquet only when
+    there is evidence to copy)."""
     ids = list(sample["report_id"])
-    sample.to_csv(outputs.path(folder / "sample.csv"), index=False)
-    with open(outputs.path(folder / "reports.jsonl"), "w", encoding="utf-8") as fh:
+    sample.to_csv(folder.path("sample.csv"), index=False)
+    with open(folder.path("reports.jsonl"), "w", encoding="utf-8") as fh:
         for report_id in ids:
             fh.write(json.dumps({"report_id": report_id, "text": texts[report_id]}, ensure_ascii=False) + "\n")
     record = {"inputs": ["reports.jsonl"], "sample": {"from": str(labels), "size": design.size, "seed": design.seed,
                                                      "min_per_stratum": design.minimum, "drawn": len(ids)}}
-    _subset(labels, ids, outputs.path(folder / "labels.parquet"), record)
+    _subset(labels, ids, folder.path("labels.parquet"), record)
     if evidence is not None:
-        _subset(evidence, ids, outputs.path(folder / "mentions.parquet"))
+        _subset(evidence, ids, folder.path("mentions.parquet"))
     readme = describe(labels, sample, values, design)
-    Path(outputs.path(folder / "README.md")).write_text(readme, encoding="utf-8")
+    Path(folder.path("README.md")).write_text(readme, encoding="utf-8")
 
 
 def _subset(source: Path, ids: list[str], target: str, metadata: dict | None = None) -> None:

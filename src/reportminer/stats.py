@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import cohen_kappa_score
 
 from cxrcore.labels import read_labels
-from cxrcore.output import Outputs, exclusive, make_folder
+from cxrcore.output import OutputFolder
 from cxrcore.splits import SPLITS
 
 
@@ -180,18 +180,16 @@ def write_stats(labels: str | Path, out_dir: str | Path, compare: str | Path | N
         other = read_labels(compare)
         shared = [f for f in findings if f in other.label_columns]
         agree = agreement(frame, other.frame, shared)
-    inputs = [labels, *([compare] if compare is not None else [])]
-    out = make_folder(out, inputs)
     tables = {"counts.csv": (count_table, False), "multilabel.csv": (multilabel(frame, findings), False),
               "cooccurrence.csv": (co, True), "agreement.csv": (agree, False)}
     names = [n for n, (t, _) in tables.items() if t is not None] + ["cooccurrence.png", "counts.png", "dataset_card.md"]
-    with Outputs([out / n for n in names], inputs) as outputs, exclusive(out):
+    with OutputFolder(out, "reportminer stats", [labels, compare]) as folder:
         for name, (data, index) in tables.items():
             if data is not None:
-                data.to_csv(outputs.path(out / name), index=index)
-        plot_cooccurrence(co, outputs.path(out / "cooccurrence.png"))
-        plot_counts(count_table, outputs.path(out / "counts.png"))
+                data.to_csv(folder.path(name), index=index)
+        plot_cooccurrence(co, folder.path("cooccurrence.png"))
+        plot_counts(count_table, folder.path("counts.png"))
         card = dataset_card(labels, frame, columns, meta, count_table, co, agree)
-        Path(outputs.path(out / "dataset_card.md")).write_text(card, encoding="utf-8")
-        outputs.commit()
+        Path(folder.path("dataset_card.md")).write_text(card, encoding="utf-8")
+        folder.commit()
     return {n: out / n for n in names}
