@@ -129,6 +129,21 @@ def test_label_refuses_to_write_over_a_file_of_its_lexicon(tmp_path):
     assert digest(target) == before
 
 
+def test_label_writes_beside_its_reports_again_but_never_over_one(tmp_path):
+    """Of a report folder only the reports are read: labels.parquet kept among them can be written again, a
+    report given as the output is refused and kept."""
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Small left pneumothorax.")
+    (folder / "b.txt").write_text("No effusion.")
+    for _ in range(2):
+        result = label(folder, "-o", folder / "labels.parquet")
+        assert result.exit_code == 0, result.output
+    line = error_line(label(folder, "-o", folder / "b.txt"))
+    assert f"{folder / 'b.txt'}: lies in {folder}, a folder this command reads" in line
+    assert (folder / "b.txt").read_text() == "No effusion."
+
+
 # --- 2. Output folders: new, empty, or the same command's own -----------------------------------
 
 @pytest.mark.parametrize("name", ["README.md", "labels.parquet"])

@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cxrcore.cli import EXIT_SKIPPED, OneLineErrors, printable
+from cxrcore.cli import EXIT_SKIPPED, OneLineErrors, printable, progress_bar
 from cxrcore.skips import Skips
 from cxrcore.splits import SPLITS
 
@@ -133,9 +133,8 @@ def _exit_if_skipped(skips: Skips, what: str) -> None:
 
 
 def _progress(what: str) -> Progress:
-    """A bar on stderr for long work, shown only on a terminal (a log or a pipe gets the result lines alone)."""
-    return Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
-                    disable=not err.is_terminal)
+    """A bar over the images on stderr, shown only on a terminal (a log or a pipe gets the result lines alone)."""
+    return progress_bar(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err)
 
 
 def _preset_defaults(ctx: click.Context, preset: str | None, values: dict) -> dict:

@@ -21,7 +21,7 @@ import torch
 
 from cxrcore.boxes import read_boxes
 from cxrcore.errors import InputError
-from cxrcore.output import OutputFolder, exclusive, json_text
+from cxrcore.output import FolderOf, OutputFolder, exclusive, json_text
 from cxrcore.runs import run_files
 
 from .boxes import Box, BoxRules, boxes_from_map
@@ -94,7 +94,7 @@ def localize(run_dir: Path, labels_path: Path, images: Path | None, out_dir: Pat
     `calibrate_path`, first choose and record the run's localization defaults on those boxes' images; with
     `store`, the images are read from that prepared store (overlays from their files where at hand).
     `progress(done, total)` follows the images drawn."""
-    inputs = [labels_path, boxes_path, calibrate_path, store, *run_files(run_dir)]
+    inputs = [labels_path, boxes_path, calibrate_path, FolderOf(store) if store else None, *run_files(run_dir)]
     with OutputFolder(out_dir, "classifier localize", inputs) as folder, \
             exclusive(*([run_dir / DEFAULTS_FILE] if calibrate_path else [])):
         scene = _scene(run_dir, labels_path, images, request.device, store)

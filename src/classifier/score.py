@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cxrcore.errors import InputError
-from cxrcore.output import Outputs, encode_metadata, exclusive, json_text
+from cxrcore.output import FolderOf, Outputs, encode_metadata, exclusive, json_text
 from cxrcore.runs import run_files
 from cxrcore.skips import Skips
 
@@ -31,7 +31,8 @@ def score(run_dir: Path, labels_path: Path, images: Path | None, output: Path, s
     `skipped`: images that could not be read, each named through `skips`). `progress(done, total)`
     follows the images."""
     beside = [output.with_name(output.stem + ".auc.json"), output.with_name(output.stem + ".roc.png")]
-    with Outputs([output, *beside], [labels_path, *run_files(run_dir), store]) as outputs, exclusive(output):
+    inputs = [labels_path, *run_files(run_dir), FolderOf(store) if store else None]
+    with Outputs([output, *beside], inputs) as outputs, exclusive(output):
         summary = _score(run_dir, labels_path, images, output, split, device, batch_size, store, n_boot, say,
                          skips if skips is not None else Skips(say), progress, outputs)
         outputs.commit()

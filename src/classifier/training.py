@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from cxrcore.errors import InputError, ToolkitError
-from cxrcore.output import OutputFolder, atomic_text, json_text
+from cxrcore.output import FolderOf, OutputFolder, atomic_text, json_text
 from cxrcore.runs import BEST, CONFIG, FIT_FILES, LAST, LOG, METRICS, SHARED_FILES, checkpoint_path
 from cxrcore.skips import Skips
 
@@ -98,8 +98,8 @@ def fit(labels_path: Path, images: Path | None, run_dir: Path, config: TrainConf
             distributed.barrier(ctx)  # the first process checks and creates the run folder
             return _fit(labels_path, images, run_dir, config, weights, resume, store, say, progress, pause_after, ctx,
                         skips)
-        with OutputFolder(run_dir, "classifier fit", [labels_path, weights, store], keep=True,
-                          shared=SHARED_FILES) as folder:
+        inputs = [labels_path, weights, FolderOf(store) if store else None]
+        with OutputFolder(run_dir, "classifier fit", inputs, keep=True, shared=SHARED_FILES) as folder:
             folder.declare(*FIT_FILES)
             distributed.barrier(ctx)
             return _fit(labels_path, images, run_dir, config, weights, resume, store, say, progress, pause_after, ctx,

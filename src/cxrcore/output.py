@@ -32,6 +32,7 @@ import shutil
 import stat
 import tempfile
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -88,29 +89,47 @@ def write_failure(path: str | Path, exc: BaseException) -> OutputError | None:
     return None
 
 
+@dataclass(frozen=True)
+class FolderOf:
+    """An input folder whose files the command reads: every one (a lexicon, a store) or those ending in
+    `suffixes` (a report folder: .xml and .txt; an earlier output kept beside the reports is no input).
+    A folder given plainly stands for itself only. Given a file, it is that file."""
+
+    path: str | Path
+    suffixes: tuple[str, ...] | None = None
+
+
+Input = str | Path | FolderOf | None
+
+
 class Reads:
     """The files a command reads, so that no output can be one of them however it is spelt: a file by
     its inode (another spelling of its path, a symlink to it or a hard link is the same file) or, while
-    it does not exist, by its resolved path; a folder for every file inside it. `add` takes more as the
-    command finds them (a run's checkpoint, the images of a labels file: one `stat` each)."""
+    it does not exist, by its resolved path; a `FolderOf` for the files in it the command reads. `add`
+    takes more as the command finds them (a run's checkpoint, the images of a labels file: one `stat`
+    each)."""
 
-    def __init__(self, paths: Iterable[str | Path | None] = ()) -> None:
+    def __init__(self, paths: Iterable[Input] = ()) -> None:
         self._missing: set[str] = set()
         self._inodes: set[tuple[int, int]] = set()
-        self._folders: list[str] = []
+        self._folders: list[tuple[str, tuple[str, ...] | None]] = []  # (resolved path/, suffixes read or all)
         self.add(*paths)
 
-    def add(self, *paths: str | Path | None) -> None:
+    def add(self, *paths: Input) -> None:
         for path in paths:
             if path is None:
                 continue
+            folder = path if isinstance(path, FolderOf) else None
+            path = folder.path if folder else path
             try:
                 info = os.stat(path)
             except OSError:
                 self._missing.add(os.path.realpath(path))
                 continue
             if stat.S_ISDIR(info.st_mode):
-                self._folders.append(os.path.join(os.path.realpath(path), ""))
+                if folder:
+                    suffixes = None if folder.suffixes is None else tuple(s.lower() for s in folder.suffixes)
+                    self._folders.append((os.path.join(os.path.realpath(path), ""), suffixes))
             else:
                 self._inodes.add((info.st_dev, info.st_ino))
 
@@ -123,11 +142,12 @@ class Reads:
         if (info.st_dev, info.st_ino) in self._inodes:
             return "is also an input of this command"
         real = os.path.realpath(target)
-        inside = [f for f in self._folders if real.startswith(f)] if not stat.S_ISDIR(info.st_mode) else []
+        inside = [folder for folder, suffixes in self._folders if real.startswith(folder)
+                  and (suffixes is None or real.lower().endswith(suffixes))] if not stat.S_ISDIR(info.st_mode) else []
         return f"lies in {inside[0].rstrip(os.sep)}, a folder this command reads" if inside else None
 
 
-def check_target(path: str | Path, inputs: Iterable[str | Path] | Reads = (), folder: bool = False) -> Path:
+def check_target(path: str | Path, inputs: Iterable[Input] | Reads = (), folder: bool = False) -> Path:
     """`path` as a place this command may write: not a special file, not a symlink, not an input.
     `folder`: the output is a folder (see `OutputFolder` for what it may hold)."""
     target = Path(path)
@@ -222,7 +242,7 @@ def _commit(tmp: str, target: Path) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | Path, inputs: Iterable[str | Path] | Reads = ()) -> Iterator[str]:
+def atomic_path(path: str | Path, inputs: Iterable[Input] | Reads = ()) -> Iterator[str]:
     """A temporary path beside `path` that replaces it only if the block completes; else it is removed."""
     target = check_target(path, inputs)
     _remove_stale_temps(target)
@@ -254,7 +274,7 @@ class Outputs:
     a bad second output fails the command before the first is touched. A write the disk refuses inside
     the `with` block is one line naming the file being written; nothing is renamed."""
 
-    def __init__(self, targets: Iterable[str | Path | None], inputs: Iterable[str | Path | None] = ()) -> None:
+    def __init__(self, targets: Iterable[str | Path | None], inputs: Iterable[Input] = ()) -> None:
         self.inputs = Reads(inputs)
         self.targets = [check_target(t, self.inputs) for t in targets if t is not None]
         for i, a in enumerate(self.targets):
@@ -265,7 +285,7 @@ class Outputs:
         self._swept: set[Path] = set()  # folders already cleared of dead runs' temporary files
         self._writing: Path | None = None  # the target handed out last: the one a write error names
 
-    def add_inputs(self, *paths: str | Path | None) -> None:
+    def add_inputs(self, *paths: Input) -> None:
         """More files the command reads, found as it goes (a run's checkpoint, a store): no output may be one."""
         self.inputs.add(*paths)
         for target in [*self.targets, *self._temps]:
@@ -337,7 +357,7 @@ class OutputFolder(Outputs):
     folder is what a fresh run gives (unless `keep`: `fit --resume` continues its run). Files written as
     the command goes (checkpoints, a log, a work folder `name/`) are named first with `declare`."""
 
-    def __init__(self, folder: str | Path, command: str, inputs: Iterable[str | Path | None] = (),
+    def __init__(self, folder: str | Path, command: str, inputs: Iterable[Input] = (),
                  keep: bool = False, shared: Iterable[str] = ()) -> None:
         super().__init__([], inputs)
         self.root = check_target(folder, folder=True)

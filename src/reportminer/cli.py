@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Iterable
 
 import click
 from rich.console import Console
@@ -16,7 +17,7 @@ from rich.text import Text
 
 from cxrcore.cli import EXIT_SKIPPED, OneLineErrors, counted, printable, progress_bar
 from cxrcore.errors import InputError
-from cxrcore.output import Outputs, json_text
+from cxrcore.output import FolderOf, Outputs, json_text
 
 from . import __version__
 from .cache import CacheSpec
@@ -123,7 +124,7 @@ def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, output_
                 records, output,
                 evidence, settings, meta, lex.label_columns, runner, state, chunk_size, resume,
                 on_skip=lambda r: say(f"skipped {r.source}: {r.reason}"), on_progress=lambda n: progress.advance(task, n),
-                inputs=[*inputs, *([lexicon] if lexicon else [])], merge=plan.merge if plan else None)
+                inputs=[*_read(inputs), *([FolderOf(lexicon)] if lexicon else [])], merge=plan.merge if plan else None)
     except BaseException:
         runner.abort()
         raise
@@ -262,6 +263,13 @@ def _labels_lexicon(labels: Path) -> Lexicon:
                         conventions=conventions)
 
 
+def _read(inputs: Iterable[Path]) -> list[FolderOf]:
+    """Report inputs as the output policy sees them: of a folder, only the reports in it are read."""
+    from .readers import REPORT_SUFFIXES
+
+    return [FolderOf(p, REPORT_SUFFIXES) for p in inputs]
+
+
 def _beside(path: Path, name: str) -> Path | None:
     candidate = path.with_name(name)
     return candidate if candidate.exists() else None
@@ -316,7 +324,7 @@ def sample(labels: Path, output: Path, size: int, evidence: Path | None, reports
     drawn = draw(strata, design)
     texts, inputs, missing = _texts(labels, reports, encoding, list(drawn["report_id"]))
     drawn = with_weights(drawn[drawn["report_id"].isin(list(texts))], strata.value_counts().to_dict())
-    sources = [labels, *inputs, *([evidence] if evidence else [])]
+    sources = [labels, *_read(inputs), *([evidence] if evidence else [])]
     with OutputFolder(output, "reportminer sample", sources) as folder:
         write_sample(folder, labels, evidence, drawn, texts, values, design)
         folder.commit()
@@ -354,7 +362,7 @@ def audit(labels: Path, output: Path, evidence: Path | None, reports: tuple[Path
     table = read_labels(labels)
     table.require("report_id")
     texts, inputs, missing = _texts(labels, reports, encoding, list(label_rows(table).index))
-    sources = [labels, *inputs, *(p for p in (evidence, gold) if p is not None)]
+    sources = [labels, *_read(inputs), *(p for p in (evidence, gold) if p is not None)]
     with Outputs([output], sources) as outputs, exclusive(output):
         data, warnings = page_data(labels, texts, evidence, GoldFile(gold, uncertain) if gold else None,
                                    _beside(labels, "sample.csv"), _labels_lexicon(labels).schema, embed_paths)
@@ -424,7 +432,7 @@ def dataset(labels: Path | None, output: Path, manifest: Path | None, nih: Path 
     if (train_val_list is None) != (test_list is None):
         raise click.UsageError("--train-val-list and --test-list go together")
     inputs = [p for p in (labels, manifest, nih, chexpert, mimic_labels, mimic_metadata, mimic_split, train_val_list,
-                          test_list, boxes, lexicon) if p is not None]
+                          test_list, boxes, FolderOf(lexicon) if lexicon else None) if p]
     boxes_target = output.with_name("boxes.csv") if boxes is not None else None
     lex = load_lexicon(lexicon, schema or ("chexpert" if chexpert or mimic_labels else DEFAULT_SCHEMA))
     with Outputs([output, boxes_target], inputs) as outputs, exclusive(output):
