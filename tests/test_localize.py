@@ -492,3 +492,20 @@ def test_calibration_s_one_pass_maps_equal_each_kind_s_own_maps():
             for c in range(3):
                 expected = alone[i, c] if c in findings else torch.zeros_like(alone[i, c])
                 assert torch.allclose(maps[i, c], expected, rtol=1e-4, atol=1e-9), (kind, i, c)
+
+
+def test_the_ward_family_writes_a_set_the_same_commands_read(tmp_path):
+    from PIL import Image
+
+    result = invoke("synth", "--family", "ward", "-o", tmp_path / "ward", "-n", 8, "--size", 96, "--seed", 3)
+    assert result.exit_code == 0, result.output
+    boxes = pd.read_csv(tmp_path / "ward" / "BBox_List.csv", skiprows=1, header=None)
+    truth = pd.read_csv(tmp_path / "ward" / "truth.csv")
+    assert len(truth) == 8 and boxes[0].str.startswith("ward_").all()
+    assert ((boxes[4] > 0) & (boxes[5] > 0)).all()
+    assert ((boxes[2] >= 0) & (boxes[3] >= 0) & (boxes[2] + boxes[4] <= 96.01) & (boxes[3] + boxes[5] <= 96.01)).all()
+    boxed = {(i, f) for i, f in zip(boxes[0], boxes[1])}
+    marked = {(i, f) for _, row in truth.iterrows() for f in truth.columns[2:] if row[f] == 1 for i in [row["image_id"]]}
+    assert boxed == marked  # every finding the truth marks has its box, and no other
+    with Image.open(tmp_path / "ward" / "images" / "ward_000000.png") as im:
+        assert im.size == (96, 96) and im.mode == "L"
