@@ -224,11 +224,9 @@ def evaluate(labels: Path, gold: Path, uncertain: str, json_path: Path | None, e
     with Outputs([json_path, errors_path], inputs) as outputs:
         result = evaluate_files(labels, gold, uncertain=uncertain, bootstrap=bootstrap, seed=seed,
                                 weights=weights_path)
-        click.echo(format_table(result))
-        if attributes_path:
-            result["attributes"] = evaluate_attributes(evidence, attributes_path, _labels_lexicon(labels))
-            click.echo(format_attributes(result["attributes"]))
-        if evidence is not None:
+        table = format_table(result).splitlines()
+        click.echo("\n".join(table[:-1]))
+        if evidence is not None:  # before the table's summary line, which stays the last line
             from .rule_scores import by_convention, format_conventions, format_rules, scored_mentions, \
                 by_rule as score_rules
 
@@ -240,6 +238,10 @@ def evaluate(labels: Path, gold: Path, uncertain: str, json_path: Path | None, e
             if by_rule:
                 result["rules"] = score_rules(scored)
                 click.echo(format_rules(result["rules"]))
+        click.echo(table[-1])
+        if attributes_path:
+            result["attributes"] = evaluate_attributes(evidence, attributes_path, _labels_lexicon(labels))
+            click.echo(format_attributes(result["attributes"]))
         if json_path:
             Path(outputs.path(json_path)).write_text(json_text(result), encoding="utf-8")
         if errors_path:
