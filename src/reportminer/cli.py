@@ -108,7 +108,7 @@ def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, output_
             "parser_package": model,
             "assertions": method, "inputs": [str(p) for p in inputs], "label_columns": lex.label_columns,
             "no_finding": lex.no_finding, "profile": profile, "conventions": dict(lex.conventions),
-            **provenance(lex)}
+            "evidence_written": evidence is not None, **provenance(lex)}
     records = read_inputs(list(inputs), ReadSettings(lex.sections.table_columns, encoding, lex.limits.report_chars))
     plan = None
     if update_path is not None:
