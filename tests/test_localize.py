@@ -335,7 +335,7 @@ def test_grad_cam_reads_a_chosen_layer_and_names_the_layers_when_asked_for_anoth
 
     # the heatmap given; the thresholds not, so they are the architecture's built-in ones
     assert {k: metrics["heatmap"][k] for k in ("method", "layer", "thresholds", "source")} == \
-        {"method": "gradcam", "layer": "layer2", "thresholds": list(BUILT_IN[0][2:]),
+        {"method": "gradcam", "layer": "layer2", "thresholds": [BUILT_IN[0][2].low, BUILT_IN[0][2].high],
          "source": "built-in for resnet18"}
     assert 0 <= metrics["pointing"]["mean"] <= 1
     bad = CliRunner().invoke(main, ["localize", str(run), str(root / "labels.parquet"), "-o", str(tmp_path / "x"),
@@ -460,14 +460,14 @@ def test_calibration_boxes_off_the_film_or_of_no_size_are_named_and_skipped(tmp_
     run = shutil.copytree(trained, tmp_path / "run")
     mixed = write_boxes(pd.concat([good, negative, outside]), tmp_path / "mixed.csv")
     result = invoke("localize", run, root / "labels.parquet", "-o", tmp_path / "a", "--calibrate", mixed,
-                    "--method", "gradcam", "--layer", "layer4", "--overlays", "0")
+                    "--method", "gradcam", "--overlays", "0")
     assert result.exit_code == 3, result.output  # written, with inputs skipped
     assert "mixed.csv:8:" in result.output and "non-positive" in result.output
     assert "mixed.csv:9:" in result.output and "is not on its film" in result.output
     assert (run / DEFAULTS_FILE).exists()
     bad = write_boxes(pd.concat([negative, outside]), tmp_path / "bad.csv")
     refused = invoke("localize", shutil.copytree(trained, tmp_path / "run2"), root / "labels.parquet", "-o",
-                     tmp_path / "b", "--calibrate", bad, "--method", "gradcam", "--layer", "layer4")
+                     tmp_path / "b", "--calibrate", bad, "--method", "gradcam")
     assert refused.exit_code == 1 and "none of its boxes on these images can be scored" in refused.output
     assert not (tmp_path / "run2" / DEFAULTS_FILE).exists()
 
