@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cxrcore.cli import EXIT_SKIPPED, OneLineErrors, printable, progress_bar
+from cxrcore.cli import EXIT_SKIPPED, OneLineErrors, counted, printable, progress_bar
 from cxrcore.skips import Skips
 from cxrcore.splits import SPLITS
 
@@ -128,7 +128,7 @@ def prepare(labels: Path, images: Path | None, size: int, store: Path, workers: 
 def _exit_if_skipped(skips: Skips, what: str) -> None:
     """Exit 3 when inputs were skipped (each named above): the outputs are written, from the others."""
     if skips:
-        say(f"skipped {len(skips)} {what} (named above)")
+        say(f"skipped {counted(len(skips), what)} (named above)")
         sys.exit(EXIT_SKIPPED)
 
 
@@ -241,7 +241,7 @@ def fit(ctx: click.Context, labels: Path, images: Path | None, store: Path | Non
             if split in metrics:
                 say(f"{split}: mean AUC {metrics[split]['mean_auc']:.3f} over {metrics[split]['images']} images")
         say(f"run → {run_dir} (best.pt, last.pt, metrics.json)")
-    _exit_if_skipped(skips, "images")
+    _exit_if_skipped(skips, "image")
 
 
 @main.command()
@@ -270,7 +270,7 @@ def score(run_dir: Path, labels: Path, images: Path | None, output: Path, split:
     for name, r in summary["per_finding"].items():
         say(f"{name:<20} AUC {r['auc']:.3f} (95% CI {r['ci_low']:.3f}-{r['ci_high']:.3f}; {r['positives']} positive of {r['n']})")
     say(f"mean AUC {summary['mean_auc']:.3f} over {summary['images']} images → {output}")
-    _exit_if_skipped(skips, "images")
+    _exit_if_skipped(skips, "image")
 
 
 def _thresholds(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:

@@ -62,17 +62,19 @@ def open_regular(path: str | Path) -> BinaryIO:
     """`path` opened for reading, if it is a regular file; else an ImageError naming what it is. The open
     does not wait (a FIFO's plain open blocks until something writes to it)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fh = open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK))
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a folder, not an image file") from None
     except OSError as exc:
         raise ImageError(f"{path}: cannot open ({exc.strerror})") from None
-    mode = os.fstat(fd).st_mode
+    mode = os.fstat(fh.fileno()).st_mode
     if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise ImageError(f"{path}: is {'a folder' if stat.S_ISDIR(mode) else file_kind(mode)}, not an image file")
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
+        fh.close()
+        raise ImageError(f"{path}: is {file_kind(mode)}, not an image file")
+    os.set_blocking(fh.fileno(), True)
+    return fh
 
 
 def check_budget(path: str | Path, width: int, height: int, max_pixels: int) -> None:
@@ -108,7 +110,7 @@ def picture(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             check_budget(path, *im.size, max_pixels)
             return np.asarray(im.convert("L"))
     except (UnidentifiedImageError, OSError, ValueError, MemoryError) as exc:
-        raise ImageError(f"{path}: cannot decode ({exc.__class__.__name__}: {exc})") from None
+        raise _undecodable(path, exc) from None
 
 
 def _read_picture(path: Path, max_pixels: int) -> np.ndarray:
@@ -124,7 +126,13 @@ def _read_picture(path: Path, max_pixels: int) -> np.ndarray:
     except Image.DecompressionBombError as exc:  # a header claiming billions of pixels: refused before decoding
         raise ImageError(f"{path}: refused, too large to decode safely ({exc})") from None
     except (UnidentifiedImageError, OSError, ValueError, MemoryError) as exc:
-        raise ImageError(f"{path}: cannot decode ({exc.__class__.__name__}: {exc})") from None
+        raise _undecodable(path, exc) from None
+
+
+def _undecodable(path: str | Path, exc: Exception) -> ImageError:
+    if isinstance(exc, UnidentifiedImageError):  # Pillow's own message names the open file object, not the path
+        return ImageError(f"{path}: cannot decode (not a picture Pillow can identify: PNG, JPEG, TIFF, BMP...)")
+    return ImageError(f"{path}: cannot decode ({exc.__class__.__name__}: {exc})")
 
 
 def is_dicom(path: str | Path) -> bool:

@@ -99,7 +99,7 @@ def fit(labels_path: Path, images: Path | None, run_dir: Path, config: TrainConf
             return _fit(labels_path, images, run_dir, config, weights, resume, store, say, progress, pause_after, ctx,
                         skips)
         inputs = [labels_path, weights, FolderOf(store) if store else None]
-        with OutputFolder(run_dir, "classifier fit", inputs, keep=True, shared=SHARED_FILES) as folder:
+        with OutputFolder(run_dir, "classifier fit", inputs, shared=SHARED_FILES) as folder:
             folder.declare(*FIT_FILES)
             distributed.barrier(ctx)
             return _fit(labels_path, images, run_dir, config, weights, resume, store, say, progress, pause_after, ctx,

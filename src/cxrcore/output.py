@@ -286,7 +286,7 @@ class Outputs:
         self._writing: Path | None = None  # the target handed out last: the one a write error names
 
     def add_inputs(self, *paths: Input) -> None:
-        """More files the command reads, found as it goes (a run's checkpoint, a store): no output may be one."""
+        """More files the command reads, found as it goes (the images of a labels file): no output may be one."""
         self.inputs.add(*paths)
         for target in [*self.targets, *self._temps]:
             check_target(target, self.inputs)
@@ -354,14 +354,15 @@ class OutputFolder(Outputs):
     Use it as `with OutputFolder(out, "classifier localize", inputs) as folder:`; the folder is created
     and locked (one run at a time) for the block. Files are staged with `path(name)` and renamed together
     by `commit()`, which then removes what the earlier run made and this one did not make again, so the
-    folder is what a fresh run gives (unless `keep`: `fit --resume` continues its run). Files written as
-    the command goes (checkpoints, a log, a work folder `name/`) are named first with `declare`."""
+    folder is what a fresh run gives. Files written as the command goes (checkpoints, a log, a work
+    folder `name/`) are named first with `declare`; a command that only declares (`fit`, whose run goes
+    on with `--resume`) never commits, and keeps what its earlier runs made."""
 
     def __init__(self, folder: str | Path, command: str, inputs: Iterable[Input] = (),
-                 keep: bool = False, shared: Iterable[str] = ()) -> None:
+                 shared: Iterable[str] = ()) -> None:
         super().__init__([], inputs)
         self.root = check_target(folder, folder=True)
-        self.command, self.keep, self.shared = command, keep, frozenset(shared)
+        self.command, self.shared = command, frozenset(shared)
         self._recorded: set[str] = set()  # the manifest's entries when the folder was opened (then as committed)
         self._made: set[str] = set()  # this run's entries
         self._stack = ExitStack()
@@ -417,8 +418,8 @@ class OutputFolder(Outputs):
         """Record this run's files, rename the staged ones into place, remove the earlier run's others."""
         self._write_manifest(self._recorded | self._made)
         super().commit()
-        kept = set(self._recorded) if self.keep else set()
-        for name in sorted(self._recorded - self._made - kept):
+        kept: set[str] = set()
+        for name in sorted(self._recorded - self._made):
             if self.inputs.holds(self.root / name.rstrip("/")):
                 kept.add(name)
             else:
