@@ -48,5 +48,5 @@ def test_fit_and_score_on_real_64px_images(tmp_path):
     assert boxes["Image Index"].nunique() == 9
     assert ((boxes["x"] + boxes["w"]) <= 64.01).all() and ((boxes["y"] + boxes["h"]) <= 64.01).all()
     metrics = json.loads((out / "localization.json").read_text())
-    assert set(metrics) == {"iobb", "iou", "pointing", "recent", "true_boxes", "heatmap"} and "mean" in metrics["iobb"]["0.5"]
+    assert set(metrics) == {"iobb", "iou", "pointing", "recent", "true_boxes", "heatmap", "scored_family"} and "mean" in metrics["iobb"]["0.5"]
     print(result.output)
