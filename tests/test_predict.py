@@ -76,7 +76,8 @@ def test_decisions_follow_the_recorded_operating_points(tiny_run, predicted):
     for name, point in recorded["findings"].items():
         assert (mine[f"{name}_decision"] == (mine[name] >= point["threshold"]).astype(int)).all()
     meta = pq.read_schema(predicted).metadata
-    assert json.loads(meta[b"chestxray_toolkit.operating_points"])["Nodule"] == recorded["findings"]["Nodule"]["threshold"]
+    thresholds = json.loads(meta[b"chestxray_toolkit.operating_points"])
+    assert thresholds["Nodule"] == recorded["findings"]["Nodule"]["threshold"]
 
 
 def test_fit_records_youden_points_on_the_validation_split(tiny_run, tmp_path):
@@ -161,7 +162,8 @@ def test_boxes_and_heatmaps_are_localizes(tiny_run, tmp_path):
     mine = pq.read_table(out).to_pandas()
     drawn = sorted((os.path.basename(path), b["finding"], *(round(b[k], 1) for k in "xywh"), round(b["score"], 4))
                    for path, found in zip(mine["path"], mine["boxes"]) for b in found)
-    expected = sorted((r[0], r[1], *(round(v, 1) for v in r[2:6]), round(r[6], 4)) for r in theirs.itertuples(index=False))
+    expected = sorted((r[0], r[1], *(round(v, 1) for v in r[2:6]), round(r[6], 4))
+                      for r in theirs.itertuples(index=False))
     assert len(expected) > 0 and drawn == expected
     heat = Image.open(io.BytesIO(mine["Nodule_heatmap"][0]))
     assert heat.size == (48, 48) and heat.mode == "L" and np.asarray(heat).max() == 255

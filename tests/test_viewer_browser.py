@@ -71,7 +71,8 @@ def shown(driver, **expected):
     return js(driver, "return window.viewer.drawn()")
 
 
-PIXELS = "const c = document.getElementById('film'); return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);"
+PIXELS = ("const c = document.getElementById('film'); "
+          "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);")
 
 
 def test_200_films_load_in_under_a_second_with_nothing_fetched(driver, page):

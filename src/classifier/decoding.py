@@ -1,7 +1,7 @@
 """`predict`'s decoding: a chunk of image files → the network's 8-bit inputs (the viewer's films, a
-DICOM film's identifiers), on worker processes that import no torch (they start in a fraction of a second) and die with their
-parent. The decode is images.decode, the one `fit`, `score` and `localize` read with, so `predict`
-sees the tensors `score` sees."""
+DICOM film's identifiers), on worker processes that import no torch (they start in a fraction of a
+second) and die with their parent. The decode is images.decode, the one `fit`, `score` and
+`localize` read with, so `predict` sees the tensors `score` sees."""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 
 from cxrcore.errors import InputError, ToolkitError
-from cxrcore.output import Outputs, OutputError, atomic_path, atomic_text, encode_metadata, exclusive, json_text
+from cxrcore.output import Outputs, OutputError, atomic_path, atomic_text, encode_metadata, exclusive
 
 from . import __version__, operating_points
 from .boxes import boxes_from_map, normalise
@@ -46,7 +46,7 @@ from .config import TrainConfig
 from .data import ImageDataset, keep_findings, model_input, prepare
 from .decoding import Decoded, Decoder
 from .defaults import Settings, read_defaults
-from .heatmaps import heatmaps
+from .heatmaps import class_maps, grad_cam_kinds
 from .inference import pick_device, predict
 from .models import WeaklySupervisedNet
 from .runs import load_run
@@ -54,6 +54,7 @@ from .sources import IMAGE_SUFFIXES, Entry, Skip, entries
 from .viewer import HEAT_PX, entries_text, film_entry, heat_uri, read_entries, write_page
 
 CHUNK = 128  # images per part file (and per resumable step)
+ROUNDING = 1e-4  # the forward and the map passes' probabilities differ by about 1e-7
 PARTS_SUFFIX = ".parts"
 BOX_TYPE = pa.list_(pa.struct([("finding", pa.string()), ("x", pa.float64()), ("y", pa.float64()),
                                ("w", pa.float64()), ("h", pa.float64()), ("score", pa.float64())]))
@@ -142,7 +143,8 @@ def _scene(run_dir: Path, request: Request, say: Callable[[str], None], outcome:
 
 
 def _operating_points(run_dir: Path, model: WeaklySupervisedNet, config: TrainConfig, findings: list[str],
-                      request: Request, device: torch.device, say: Callable[[str], None]) -> tuple[dict[str, float], str]:
+                      request: Request, device: torch.device,
+                      say: Callable[[str], None]) -> tuple[dict[str, float], str]:
     """Finding → threshold: --threshold where given, else the run's recorded points, else (an older run)
     chosen now on the validation split of --labels; and where they came from."""
     given = operating_points.parse_overrides(request.thresholds, findings)
@@ -341,7 +343,7 @@ def _predict_chunk(chunk: Chunk, decoded: list[Decoded], ok: list[int], request:
     decisions = (probs >= scene.thresholds).astype(np.int8)
     sizes = [decoded[k].original for k in ok]
     with_film = [n for n, k in enumerate(ok) if decoded[k].film is not None]
-    local = _localize(images, sizes, request, scene, with_film) if scene.localization else None
+    local = _localize(images, sizes, probs, request, scene, with_film) if scene.localization else None
     columns: dict[str, pa.Array] = {
         "id": pa.array([chunk.entries[k].id for k in ok], pa.string()),
         "path": pa.array([str(chunk.entries[k].path) for k in ok], pa.string())}
@@ -375,47 +377,65 @@ class Localized:
     strips: dict[int, str]
 
 
-def _localize(images: np.ndarray, sizes: list[tuple[int, int]], request: Request, scene: Scene,
+def _localize(images: np.ndarray, sizes: list[tuple[int, int]], probs: np.ndarray, request: Request, scene: Scene,
               with_film: list[int]) -> Localized:
-    """Heatmaps and boxes as `localize` draws them (one pass over the images per heatmap in use): for every
-    image with --boxes or --heatmaps, else only for the films of the page."""
+    """Heatmaps and boxes as `localize` draws them: one pass over the chunk per heatmap in use, in the same
+    batches, each map read where the finding uses that heatmap. Only the maps in use are computed (Grad-CAM
+    needs a backward pass per map): with --heatmaps and for the page's films every finding's, for --boxes
+    those of findings the forward pass found probable (`probs`, with a margin for rounding; the map pass's
+    own probability then decides, as in `localize`)."""
     settings, config, findings = scene.localization, scene.config, scene.findings
-    every = request.boxes or request.heatmaps
-    todo = list(range(len(images))) if every else with_film
     n = len(images)
     out = Localized([[] for _ in range(n)], [[None] * len(findings) for _ in range(n)], {})
     small = {k: np.zeros((len(findings), HEAT_PX, HEAT_PX), np.float32) for k in with_film}
-    size = config.size
     scene.model.eval()
     for (method, layer), group in settings.groups(findings).items():
-        for start in range(0, len(todo), config.batch_size):
-            batch = todo[start:start + config.batch_size]
+        columns = [findings.index(f) for f in group]
+        wanted = [[j for j in columns if request.heatmaps or k in small
+                   or (request.boxes and probs[k, j] >= request.min_score - ROUNDING)] for k in range(n)]
+        for start in range(0, n, config.batch_size):
+            batch = range(start, min(n, start + config.batch_size))
+            if not any(wanted[k] for k in batch):
+                continue
+            x = model_input(torch.from_numpy(images[batch.start:batch.stop]), scene.device)
             with torch.no_grad():  # Grad-CAM turns gradients on for itself
-                probs, maps = heatmaps(scene.model, model_input(torch.from_numpy(images[batch]), scene.device),
-                                       method, layer)
-            for k, index in enumerate(batch):
-                chosen, p = maps[k].float().cpu().numpy(), probs[k].float().cpu().numpy()
-                scale = (sizes[index][0] / size, sizes[index][1] / size)
-                for finding in group:
-                    j = findings.index(finding)
-                    if (request.boxes or index in small) and p[j] >= request.min_score:
-                        out.boxes[index] += [(j, *b, round(float(p[j]) * s, 4))
-                                             for b, s in boxes_from_map(chosen[j], settings.choice_for(finding)[2], scale)]
-                    norm = normalise(chosen[j])
-                    if norm is None:
-                        continue
-                    if request.heatmaps:
-                        out.pngs[index][j] = _png(norm)
-                    if index in small:
-                        small[index][j] = np.asarray(Image.fromarray(norm.astype(np.float32), mode="F").resize(
-                            (HEAT_PX, HEAT_PX), Image.BILINEAR))
-    for index in with_film:
-        out.boxes[index].sort(key=lambda b: (b[0], -b[5]))
-        out.strips[index] = heat_uri(small[index])
-    if request.boxes:
-        for found in out.boxes:
-            found.sort(key=lambda b: (b[0], -b[5]))
+                if method == "cam":
+                    found, maps = class_maps(scene.model, x)
+                else:
+                    found, kinds = grad_cam_kinds(scene.model, x, layer, (method,), [wanted[k] for k in batch])
+                    maps = kinds[method]
+            for k in batch:
+                chosen, p = maps[k - start].float().cpu().numpy(), found[k - start].float().cpu().numpy()
+                _draw(k, chosen, p, wanted[k], sizes[k], request, scene, out, small.get(k))
+    for k in with_film:
+        out.strips[k] = heat_uri(small[k])
+    for boxes in out.boxes:
+        boxes.sort(key=lambda b: (b[0], -b[5]))
     return out
+
+
+def _draw(k: int, maps: np.ndarray, probs: np.ndarray, columns: list[int], size: tuple[int, int], request: Request,
+          scene: Scene, out: Localized, small: np.ndarray | None) -> None:
+    """Image k's boxes, heatmap PNGs and page heatmaps for the findings of `columns`, from its maps."""
+    scale = (size[0] / scene.config.size, size[1] / scene.config.size)
+    for j in columns:
+        finding = scene.findings[j]
+        if (request.boxes or small is not None) and probs[j] >= request.min_score:
+            rules = scene.localization.choice_for(finding)[2]
+            out.boxes[k] += [(j, *b, round(float(probs[j]) * s, 4))
+                             for b, s in boxes_from_map(maps[j], rules, scale, finding)]
+        norm = normalise(maps[j])
+        if norm is None:
+            continue
+        if request.heatmaps:
+            out.pngs[k][j] = _png(norm)
+        if small is not None:
+            small[j] = np.asarray(Image.fromarray(norm.astype(np.float32), mode="F").resize((HEAT_PX, HEAT_PX),
+                                                                                               Image.BILINEAR))
+
+
+def _heatmap_name(method: str, layer: str) -> str:
+    return method if method == "cam" else f"{method} at {layer}"
 
 
 def _png(norm: np.ndarray) -> bytes:
@@ -446,7 +466,8 @@ def _merge(parts: Path, output: Path, request: Request, scene: Scene, outputs: O
         return
     header = {"findings": scene.findings, "thresholds": [float(t) for t in scene.thresholds],
               "source": outcome.source, "run": str(run_dir), "images": outcome.rows, "films": outcome.films,
-              "heat_px": HEAT_PX, "min_score": request.min_score, "heatmap": meta.get("localization")}
+              "heat_px": HEAT_PX, "min_score": request.min_score, "heatmap": meta.get("localization"),
+              "methods": [_heatmap_name(*scene.localization.choice_for(f)[:2]) for f in scene.findings]}
     films = (entry for part in sorted(parts.glob("*.films.jsonl")) for entry in read_entries(part))
     with open(outputs.path(request.html), "w", encoding="utf-8") as fh:
         write_page(fh, header, films, str(output))

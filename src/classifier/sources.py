@@ -3,8 +3,8 @@
 - an image file (any suffix: the decoder decides) is one entry, its id its file name;
 - a folder is searched recursively for pictures and DICOM files (by their suffixes, or for a name
   without a picture's suffix by the DICOM marker: archives name films by their UIDs), sorted by name,
-  each id its path below the folder; a link to a folder is followed once (a link back up the tree, a loop, is named and not
-  searched again, so it cannot hang the search); an unreadable folder or a special file (a FIFO would
+  each id its path below the folder; a link to a folder is followed once (a link back up the tree, a
+  loop, is named and not searched again, so it cannot hang the search); an unreadable folder or a special file (a FIFO would
   block its reader) is a named skip;
 - a `.txt` list holds one path a line (`#` comments and blank lines ignored), a `.csv` list a `path`
   or `image_path` column and optionally `id` or `image_id`; relative paths are taken from `images`,
@@ -175,7 +175,8 @@ def _table(path: Path, images: Path | None) -> Iterator[Entry | Skip]:
                 yield Skip(f"{path}[row {start + n}]", "neither image_path nor image_id is set")
             good = frame[set_].reset_index(drop=True)
             names = good["image_id"] if "image_id" in good else good["image_path"]
-            for name, resolved, fallback in zip(names, resolve_paths(good, path, images), good.get("image_path", names)):
+            fallbacks = good.get("image_path", names)
+            for name, resolved, fallback in zip(names, resolve_paths(good, path, images), fallbacks):
                 yield _file(resolved, name if isinstance(name, str) and name else fallback)
             start += len(frame)
     except (OSError, ValueError) as exc:  # pyarrow's errors for a file that is not Parquet

@@ -100,7 +100,7 @@
     $("toggle-boxes").disabled = film.boxes === null;
     $("toggle-heat").setAttribute("aria-pressed", String(state.heat));
     $("toggle-boxes").setAttribute("aria-pressed", String(state.boxes));
-    $("showing").textContent = `Showing ${FINDINGS[j]}` + (film.heat ? "" : " (no heatmap for this film)");
+    $("showing").textContent = `Showing ${FINDINGS[j]}` + (film.heat ? `: ${HEAD.methods[j]}` : " (no heatmap for this film)");
     const list = $("box-list"), mine = boxesOf(film, j);
     list.replaceChildren();
     if (film.boxes === null) list.append(el("li", null, "No boxes were drawn for this film."));
@@ -197,7 +197,7 @@
   $("film-ids").append(...FILMS.map((f) => el("option", { value: f.id })));
   $("source").textContent = HEAD.run;
   $("summary").textContent = `${FILMS.length} of ${HEAD.images} images shown; operating points: ${HEAD.source}` +
-    (HEAD.heatmap ? `; heatmaps: ${HEAD.heatmap.method} (${HEAD.heatmap.source})` : "");
+    (HEAD.heatmap ? `; heatmaps and boxes: ${HEAD.heatmap.source}` : "");
 
   window.viewer = {
     films: FILMS.length,
