@@ -37,7 +37,7 @@ def main() -> None:
         rows = pq.read_table(out).to_pandas().head(FILMS)
         # the film and finding with the most probable box: what a reader opens the viewer for
         best = max(((b["score"], row.id, b["finding"]) for row in rows.itertuples() for b in row.boxes))
-        with chromium.browser(1280, 860) as driver:
+        with chromium.browser(1280, 1000) as driver:
             from selenium.webdriver.support.wait import WebDriverWait
 
             driver.get(page.as_uri())
