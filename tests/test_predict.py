@@ -184,7 +184,7 @@ def test_a_corrupt_image_a_bomb_and_a_fifo_are_named_and_the_rest_written(tiny_r
     result = run("predict", run_dir, folder, "-o", out, "--quiet")
     assert result.exit_code == 3, result.output
     named = {line.split(": ", 1)[0].rsplit("/", 1)[-1]: line for line in result.output.splitlines()
-             if line.startswith("skipped")}
+             if line.startswith("skipped") and ": " in line}
     assert sorted(named) == ["bomb.png", "corrupt.png", "pipe.png"]
     assert "refused" in named["bomb.png"] and "not a regular file" in named["pipe.png"]
     assert read(out).index.tolist() == ["good.png"]
@@ -225,9 +225,14 @@ def test_an_output_that_is_an_input_is_refused_and_left_as_it_is(tiny_run, tmp_p
     for option in ("-o", "--html"):
         other = ["-o", tmp_path / "p.parquet"] if option == "--html" else []
         result = run("predict", run_dir, folder, option, folder / "a.png", *other, "--quiet")
-        assert result.exit_code == 1 and "is both an input image and an output" in result.output, result.output
+        assert result.exit_code == 1 and "a folder this command reads" in result.output, result.output
         assert len(result.output.strip().splitlines()) == 1 and (folder / "a.png").read_bytes() == film
     assert not (tmp_path / "p.parquet").exists()
+    out = tmp_path / "p.parquet"
+    out.write_bytes(b"an earlier output")
+    listing.write_text(f"{folder / 'a.png'}\n{out}\n")  # a list naming the output among its images
+    result = run("predict", run_dir, listing, "-o", out, "--quiet")
+    assert result.exit_code == 1 and "is also an input" in result.output and out.read_bytes() == b"an earlier output"
 
 
 def test_a_second_run_on_a_locked_output_is_refused_with_the_holders_pid(tiny_run, tmp_path):

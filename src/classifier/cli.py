@@ -405,8 +405,8 @@ def predict(run_dir: Path, inputs: tuple[Path, ...], output: Path, thresholds: t
 
     request = Request(thresholds, heatmaps, boxes, min_score, html, html_films, images, labels, device, workers,
                       resume, patient_id)
-    with Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
-                  disable=quiet) as bar:
+    with progress_bar(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                      quiet=quiet) as bar:
         task = bar.add_task("predict", total=None)
         outcome = predict_images(run_dir, list(inputs), output, request,
                                  say=lambda m: bar.console.print(printable(m), markup=False, soft_wrap=True),
@@ -414,7 +414,7 @@ def predict(run_dir: Path, inputs: tuple[Path, ...], output: Path, thresholds: t
     say(f"{outcome.rows:,} images → {output}" + (f"; {outcome.films:,} films → {html}" if html else "")
         + f" (operating points: {outcome.source})")
     if outcome.skipped:
-        say(f"{len(outcome.skipped):,} inputs skipped (each named above)")
+        say(f"skipped {counted(len(outcome.skipped), 'input')} (named above)")
         sys.exit(EXIT_SKIPPED)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -38,7 +37,8 @@ import torch
 from PIL import Image
 
 from cxrcore.errors import InputError, ToolkitError
-from cxrcore.output import Outputs, OutputError, atomic_path, atomic_text, encode_metadata, exclusive
+from cxrcore.output import FolderOf, Outputs, atomic_path, atomic_text, encode_metadata, exclusive
+from cxrcore.runs import run_files
 
 from . import __version__, operating_points
 from .boxes import boxes_from_map, normalise
@@ -104,8 +104,8 @@ class Scene:
 def predict_images(run_dir: Path, inputs: list[Path], output: Path, request: Request = Request(),
                    say: Callable[[str], None] = print, progress: Callable[[int], None] = lambda n: None) -> Outcome:
     """Write the predictions for every image of `inputs` to `output` (and the page to `request.html`)."""
-    run_files = [p for p in run_dir.iterdir() if p.is_file()]  # never written over, like any input
-    sources = [*inputs, *([request.labels] if request.labels else []), *run_files]
+    # every file read is an input, never an output: the run's files, and each image as it is found
+    sources = [*(FolderOf(p, IMAGE_SUFFIXES) for p in inputs), request.labels, *run_files(run_dir)]
     with Outputs([output, request.html], sources) as outputs, \
             exclusive(output, *([request.html] if request.html else [])):
         outcome = Outcome()
@@ -234,41 +234,17 @@ def _chunks(stream: Iterable[Entry | Skip], on_skip: Callable[[Skip], None]) -> 
         index, start = index + 1, start + len(chunk)
 
 
-def _guard(targets: list[Path]) -> Callable[[Entry], None]:
-    """A check that no image found is one of this command's outputs (a folder may hold an output)."""
-    own = set()
-    for target in targets:
-        try:
-            info = os.stat(target)
-            own.add((info.st_dev, info.st_ino))
-        except OSError:
-            pass
-
-    def check(entry: Entry) -> None:
-        if own:
-            try:
-                info = os.stat(entry.path)
-            except OSError:
-                return
-            if (info.st_dev, info.st_ino) in own:
-                raise OutputError(f"{entry.path}: is both an input image and an output of this command; write the "
-                                  f"output elsewhere")
-    return check
-
-
 def _run(inputs: list[Path], parts: Path, output: Path, request: Request, scene: Scene, outputs: Outputs,
          outcome: Outcome, say: Callable[[str], None], progress: Callable[[int], None]) -> None:
     def skip(item: Skip) -> None:
         outcome.skipped.append(item)
         say(f"skipped {item.source}: {item.reason}")
 
-    check = _guard([t for t in (output, request.html) if t is not None])
     pending: deque[tuple[Chunk, Any]] = deque()
     found = 0
     with Decoder(request.workers) as decoder:
         for chunk in _chunks(entries(inputs, request.images, say), skip):
-            for entry in chunk.entries:
-                check(entry)
+            outputs.add_inputs(*(e.path for e in chunk.entries))  # an image listed or linked may be an output
             found += len(chunk.entries)
             done = parts / f"{chunk.index:06d}.done.json"
             if done.exists():
