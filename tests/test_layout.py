@@ -79,19 +79,21 @@ def test_the_distribution_declares_torch_only_as_an_extra():
 
 
 def test_every_lexicon_and_page_file_is_shipped_in_the_wheel():
-    """Each YAML under lexicons/ and each file of the audit page is in a listed package and matched by its
-    package-data (a new schema folder that is not listed in pyproject.toml would install without it)."""
+    """Each YAML under lexicons/ and each file of the audit page and of the study viewer is in a listed package
+    and matched by its package-data (a new schema folder that is not listed in pyproject.toml would install
+    without it)."""
     import fnmatch
     import tomllib
 
     from conftest import ROOT
 
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    roots = {"reportminer.lexicons": ROOT / "lexicons", "reportminer.audit_page": ROOT / "src/reportminer/audit_page"}
+    roots = {"reportminer.lexicons": ROOT / "lexicons", "reportminer.audit_page": ROOT / "src/reportminer/audit_page",
+             "classifier.viewer_page": ROOT / "src/classifier/viewer_page"}
     files = [("reportminer.lexicons", p.relative_to(roots["reportminer.lexicons"]))
              for p in roots["reportminer.lexicons"].rglob("*.yaml")]
-    files += [("reportminer.audit_page", p.relative_to(roots["reportminer.audit_page"]))
-              for p in roots["reportminer.audit_page"].iterdir() if p.is_file()]
+    for page in ("reportminer.audit_page", "classifier.viewer_page"):
+        files += [(page, p.relative_to(roots[page])) for p in roots[page].iterdir() if p.is_file()]
     assert len(files) > 10
     missing = []
     for root, relative in files:
