@@ -10,16 +10,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import InputError
 from .output import decode_metadata, encode_metadata
-from .splits import validate_splits
+
+if TYPE_CHECKING:  # pandas is imported by the reader only: the labeler writes labels without it
+    import pandas as pd
 
 ID_COLUMNS = ("report_id", "image_id", "patient_id", "image_path")
 LABEL_VALUES = (1, 0, -1)
@@ -94,6 +95,8 @@ def read_labels(path: str | Path) -> LabelTable:
 
 
 def _check_values(labels: LabelTable) -> None:
+    import pandas as pd
+
     for column in labels.label_columns:
         values = pd.to_numeric(labels.frame[column], errors="coerce")
         bad = labels.frame[column].notna() & ~values.isin(LABEL_VALUES)

@@ -13,12 +13,13 @@ the mention shares the fate of the phrase it sits in.
 
 from __future__ import annotations
 
-from typing import Iterator
-
-import networkx as nx
+from typing import TYPE_CHECKING, Iterator
 
 from .lexicon import Lexicon, Rule
 from .patterns import NODE_ATTRS, Pattern
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 def phrase_heads(graph: nx.MultiDiGraph, head: int, links: tuple[str, ...]) -> list[int]:

@@ -8,10 +8,13 @@ one when there are several ("mild to moderate": moderate), except that two value
 
 from __future__ import annotations
 
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from .assertions import could_match, phrase_heads
 from .lexicon import Lexicon
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 ATTRIBUTE_NAMES = ("side", "severity", "change")  # the columns of mentions.parquet
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cxrcore.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MENTION_SCHEMA = pa.schema([
     ("report_id", pa.string()), ("finding", pa.string()), ("section", pa.string()),

@@ -21,14 +21,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-import networkx as nx
-
 from cxrcore.errors import InputError
 
 from .choices import DEFAULT_MODEL
 from .lexicon import ParseSettings
 
 if TYPE_CHECKING:  # spaCy is imported when a model is loaded (`import_spacy`), not with this module
+    import networkx as nx
     from spacy.language import Language
     from spacy.tokens import Doc, Span
 
@@ -126,6 +125,8 @@ def decode_parse(rows: list[list[Any]], vocab: Any) -> Doc:
 
 def sentence_graph(sent: Doc | Span, settings: ParseSettings) -> nx.MultiDiGraph:
     """The sentence as a graph: a node per token (index within the sentence), an edge head → child."""
+    import networkx as nx  # with spaCy: runs served by the cache need neither
+
     graph = nx.MultiDiGraph()
     offset = sent[0].i if len(sent) else 0
     original = {replacement: word for word, replacement in settings.replace}

@@ -15,6 +15,7 @@ but blanks is skipped and named.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import stat
@@ -23,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Union
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -294,7 +294,7 @@ def _cells(row: dict[str, Any], columns: dict[str, str], section_columns: list[s
                 value = value.decode(encoding)
             except UnicodeDecodeError as exc:
                 return f"column {name!r}: {_not_text('', encoding, exc)}"
-        if value is not None and not isinstance(value, str) and not (isinstance(value, float) and pd.isna(value)):
+        if value is not None and not isinstance(value, str) and not (isinstance(value, float) and math.isnan(value)):
             if name in ("text", *section_columns) or not isinstance(value, (int, float)):
                 return f"column {name!r} holds {type(value).__name__} {str(value)[:40]!r}, not text"
             value = str(value)  # a numeric id or path
@@ -326,19 +326,27 @@ def _table_rows(path: Path, kind: str, encoding: str, chunk: int = 10_000) -> It
         elif kind == "jsonl":
             yield from _jsonl_rows(path, encoding)
         else:
-            sep = "\t" if path.suffix.lower() == ".tsv" else ","
-            n = 2
-            for frame in pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding, sep=sep,
-                                     chunksize=chunk):
-                for row in frame.to_dict("records"):
-                    yield f"{path}:{n}", row
-                    n += 1
+            yield from _csv_rows(path, encoding, chunk)
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: {_not_text(path, encoding, exc)}") from None
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: empty file (no header row)") from None
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise InputError(f"{path}: cannot read as {kind} ({exc})") from None
+
+
+def _csv_rows(path: Path, encoding: str, chunk: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A CSV or TSV file's rows as text, `chunk` at a time (pandas is imported here: only CSV needs it)."""
+    import pandas as pd
+
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    n = 2
+    try:
+        for frame in pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding, sep=sep,
+                                 chunksize=chunk):
+            for row in frame.to_dict("records"):
+                yield f"{path}:{n}", row
+                n += 1
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: empty file (no header row)") from None
 
 
 def _parquet_rows(path: Path, chunk: int) -> Iterator[tuple[str, dict[str, Any]]]:

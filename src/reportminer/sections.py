@@ -112,7 +112,7 @@ def _heading_break(headings: tuple[str, ...]) -> re.Pattern[str]:
 
 
 def split_sentences(text: str, start: int, end: int, max_chars: int,
-                    headings: tuple[str, ...] = ()) -> Iterator[tuple[int, int]]:
+                    headings: tuple[str, ...] = ()) -> list[tuple[int, int]]:
     """Sentence (start, end) offsets within text[start:end], trimmed; bare list markers ("2.") dropped;
     a sentence longer than `max_chars` cut at spaces into pieces no longer than that; with `headings`
     (organ headings, conventions.yaml `layout`), a line that starts with one starts a sentence."""
@@ -120,30 +120,32 @@ def split_sentences(text: str, start: int, end: int, max_chars: int,
     ends = list(SENTENCE_END.finditer(text, start, end))
     if headings:
         ends = sorted(ends + list(_heading_break(headings).finditer(text, start, end)), key=lambda m: m.start())
+    out: list[tuple[int, int]] = []
     for m in ends:
         if m.start() < pos:
             continue
-        for a, b in _trimmed(text, pos, m.start()):
-            yield from _pieces(text, a, b, max_chars)
+        _add_sentence(out, text, pos, m.start(), max_chars)
         pos = m.end()
-    for a, b in _trimmed(text, pos, end):
-        yield from _pieces(text, a, b, max_chars)
+    _add_sentence(out, text, pos, end, max_chars)
+    return out
 
 
-def _pieces(text: str, a: int, b: int, max_chars: int) -> Iterator[tuple[int, int]]:
-    """text[a:b] in pieces of at most `max_chars`, cut after the last space of each piece when it has one."""
-    while b - a > max_chars:
-        cut = text.rfind(" ", a + 1, a + max_chars)
-        cut = cut if cut > a else a + max_chars
-        yield from _trimmed(text, a, cut)
-        a = cut
-    yield from _trimmed(text, a, b)
-
-
-def _trimmed(text: str, a: int, b: int) -> Iterator[tuple[int, int]]:
-    while a < b and text[a].isspace():
-        a += 1
-    while b > a and text[b - 1].isspace():
-        b -= 1
-    if a < b and not LIST_MARKER.match(text[a:b]):
-        yield (a, b)
+def _add_sentence(out: list[tuple[int, int]], text: str, a: int, b: int, max_chars: int | None = None) -> None:
+    """text[a:b] trimmed, unless blank or a bare list marker; with `max_chars`, in pieces of at most that,
+    each cut after the last space of the piece when it has one (string methods: this runs for every
+    sentence of every report)."""
+    piece = text[a:b]
+    kept = piece.strip()
+    if not kept:
+        return
+    a += len(piece) - len(piece.lstrip())
+    b = a + len(kept)
+    if max_chars is not None and b - a > max_chars:
+        while b - a > max_chars:
+            cut = text.rfind(" ", a + 1, a + max_chars)
+            cut = cut if cut > a else a + max_chars
+            _add_sentence(out, text, a, cut)
+            a = cut
+        _add_sentence(out, text, a, b)
+    elif not LIST_MARKER.match(kept):
+        out.append((a, b))
