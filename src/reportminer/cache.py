@@ -14,6 +14,9 @@ one run, for several runs and for Dask workers on this machine) holds two tables
 - `parses`: (namespace, masked sentence) → its parse (words, tags, dependencies, lemmas), keyed by
   the model alone (`parse_key`): an edited rule re-decides sentences from their stored parses
   without the parser.
+- `reports`: (decision namespace, digest of a report's text and sections) → its labels and mentions:
+  an archive labeled again (into another output, with other workers) skips even the sentence
+  splitting of the reports it has seen.
 
 The file is bounded (`max_bytes`): past the bound, the entries used least recently go. A file that
 is damaged (truncated, not a database, failing SQLite's `quick_check`) or made by another version of
@@ -52,7 +55,11 @@ CREATE INDEX IF NOT EXISTS decisions_used ON decisions (used);
 CREATE TABLE IF NOT EXISTS parses (ns TEXT, text TEXT, value TEXT, used INTEGER,
                                    PRIMARY KEY (ns, text)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS parses_used ON parses (used);
+CREATE TABLE IF NOT EXISTS reports (ns TEXT, digest TEXT, value TEXT, used INTEGER,
+                                    PRIMARY KEY (ns, digest)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS reports_used ON reports (used);
 """
+KEY_COLUMNS = {"decisions": "sentence", "parses": "text", "reports": "digest"}  # each table's key column
 
 
 class CacheError(ToolkitError):
@@ -219,13 +226,13 @@ class DecisionStore:
             self._con = None
 
     def get(self, table: str, keys: Iterable[str], namespace: str | None = None) -> dict[str, Any]:
-        """{key: decoded value} for the keys the cache holds in `table` (decisions or parses)."""
+        """{key: decoded value} for the keys the cache holds in `table` (decisions, parses or reports)."""
         con = self._connection()
         keys = list(keys)
         if con is None or not keys:
             return {}
-        column = "sentence" if table == "decisions" else "text"
-        ns = namespace or (self.decisions_ns if table == "decisions" else self.parses_ns)
+        column = KEY_COLUMNS[table]
+        ns = namespace or self._namespace(table)
         found: dict[str, Any] = {}
         stale: list[str] = []
         try:
@@ -257,12 +264,16 @@ class DecisionStore:
             con.execute("ROLLBACK")
             raise
 
+    def _namespace(self, table: str) -> str:
+        """Parses depend on the model alone; decisions and reports' labels on everything (`decision_key`)."""
+        return self.parses_ns if table == "parses" else self.decisions_ns
+
     def put(self, table: str, items: dict[str, Any]) -> None:
         """Store {key: value}; entries another process stored meanwhile are kept (they are the same)."""
         con = self._connection()
         if con is None or not items:
             return
-        ns = self.decisions_ns if table == "decisions" else self.parses_ns
+        ns = self._namespace(table)
         rows = [(ns, key, json.dumps(value, separators=(",", ":")), self._today) for key, value in items.items()]
         try:
             con.execute("BEGIN IMMEDIATE")
@@ -288,7 +299,7 @@ class DecisionStore:
                 return
             limit = self.spec.max_bytes * EVICT_TO
             share = min(1.0, 1 - limit / used + 0.05)
-            for table, column in (("decisions", "sentence"), ("parses", "text")):
+            for table, column in KEY_COLUMNS.items():
                 count = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                 con.execute(f"DELETE FROM {table} WHERE (ns, {column}) IN (SELECT ns, {column} FROM {table} "
                             f"ORDER BY used LIMIT ?)", [int(count * share) + 1])

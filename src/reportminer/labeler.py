@@ -17,11 +17,11 @@ words, since the pattern may contain the cue itself.
 from __future__ import annotations
 
 import bisect
+import hashlib
+import json
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
-
-import networkx as nx
 
 from .aggregate import aggregate
 from .assertions import decide, decide_matched, matching_rules, phrase_heads
@@ -35,6 +35,7 @@ from .readers import Report
 from .sections import heading_regex, normalise, revision_regex, select_sections, split_sentences
 
 if TYPE_CHECKING:
+    import networkx as nx
     from spacy.language import Language
     from spacy.tokens import Doc
 
@@ -139,10 +140,31 @@ class Labeler:
         for report in reports:
             batch.append(report)
             if len(batch) >= self.batch_size:
-                yield from self._label_batch(batch)
+                yield from self._label_stored(batch)
                 batch = []
         if batch:
-            yield from self._label_batch(batch)
+            yield from self._label_stored(batch)
+
+    def _label_stored(self, reports: list[Report]) -> Iterator[Labeled]:
+        """Reports whose text the store has labeled under these settings are served whole (an archive
+        labeled again skips even the sentence splitting); the others are labeled, then stored. Not with
+        `carry`: an update with changed rules must see every sentence to know which ones they touch."""
+        if self.store is None or self.carry is not None:
+            yield from self._label_batch(reports)
+            return
+        keys = [content_key(r) for r in reports]
+        found = self.store.get("reports", dict.fromkeys(keys))
+        fresh = iter(self._label_batch([r for r, key in zip(reports, keys) if key not in found]))
+        stored: dict[str, list[Any]] = {}
+        for report, key in zip(reports, keys):
+            if key in found:
+                labels, mentions = found[key]
+                yield Labeled(report, labels, [Mention(*m) for m in mentions])
+            else:
+                done = next(fresh)
+                stored[key] = [done.labels, [list(vars(m).values()) for m in done.mentions]]
+                yield done
+        self.store.put("reports", stored)
 
     def _label_batch(self, reports: list[Report]) -> Iterator[Labeled]:
         if len(self._cache) > CACHE_LIMIT or not self.cache:
@@ -295,6 +317,12 @@ class Labeler:
 def _in_order(decisions: list[Decision]) -> list[Decision]:
     """Decisions in the order of their mentions in the sentence, as the rules method gives them."""
     return sorted(decisions, key=lambda d: (d[1], d[2]))
+
+
+def content_key(report: Report) -> str:
+    """What a report's labels and mentions are made from: its text and sections (not its id or images)."""
+    content = json.dumps([report.text, report.sections], ensure_ascii=False)
+    return hashlib.blake2b(content.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def revision_starts(text: str, words: tuple[str, ...]) -> list[int]:
