@@ -17,7 +17,7 @@ from reportminer.conventions import example_failures, load_conventions
 from reportminer.errors import LexiconError
 from reportminer.labeler import Labeler
 from reportminer.lexicon import load_lexicon
-from reportminer.lexicon_models import MODELS, check_files, json_schema
+from reportminer.lexicon_models import MODELS, json_schema
 from reportminer.readers import Report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +113,8 @@ def test_a_conventions_file_error_names_file_line_and_place(tmp_path):
     text = path.read_text()
     path.write_text(text.replace("    schema_default: {chestxray14: positive}\n    kinds: [hedge.versus,",
                                  "    schema_default: {chestxray14: positive}\n    colour: red\n    kinds: [hedge.versus,", 1))
-    with pytest.raises(LexiconError, match=r"conventions\.yaml:\d+: conventions\.differential\.colour -> unknown field"):
+    with pytest.raises(LexiconError, match=r"conventions\.yaml:\d+: conventions\.differential -> colour: unknown field; "
+                                           r"allowed: about, default, examples, kinds, only, schema_default, synonyms, values"):
         load_lexicon(folder)
     path.write_text(text.replace("kinds: [hedge.versus, hedge.versus_object, hedge.or]", "kinds: [hedge.versus, hedge.nope]"))
     with pytest.raises(LexiconError, match="conventions.differential: no rule 'hedge.nope'"):
@@ -126,14 +127,41 @@ def test_the_shipped_json_schemas_are_the_models_own(name):
     assert (LEXICONS / "schema" / f"{name}.schema.json").read_text() == json_schema(name)
 
 
-def test_every_shipped_lexicon_file_fits_its_model_and_a_misfit_is_named_with_its_line(tmp_path):
-    assert check_files(LEXICONS) == []
+def _line_of(path: Path, start: str) -> int:
+    """The number of the first line of `path` that starts (after indentation) with `start`: a mapping's line is
+    that of its first key (where the loader's `__line__` puts it)."""
+    return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip().startswith(start))
+
+
+@pytest.mark.parametrize("file, old, new, entry, problem", [
+    ("rules/positive.yaml", "    priority: 90\n", "    priority: high\n", "- id: pos.no_change_in",
+     "pos.no_change_in -> priority: Input should be a valid integer, got 'high'"),
+    ("labeler.yaml", "    links: [conj, appos]", "    linked: [conj, appos]", "linked:",
+     "parse.lists -> linked: unknown field; allowed: breakers, clause_heads, links, shared_dependents, sibling_relations"),
+    ("schemas/chexpert/schema.yaml", "uncertain: null", "uncertain: true", "column:",
+     "no_finding -> uncertain: must be a number or null, not true"),
+    ("conventions.yaml", "    default: uncertain\n", "    default: maybe\n", "about:",
+     "conventions.differential: 'maybe' is not one of the values (positive, uncertain)"),
+    ("rules/negation.yaml", "  - id: neg.without\n", "  - id: neg.no  # was neg.without\n", "- id: neg.no  # was",
+     "neg.no -> id: already defined at "),
+])
+def test_load_and_check_lexicon_give_one_complaint_from_the_same_models(tmp_path, file, old, new, entry, problem):
+    """`check-lexicon` (the real command) and `load_lexicon` (what `label --lexicon` runs) check a file with the
+    same models: the same one line, naming the file, the line of the entry, the place, the field and the problem."""
     folder = tmp_path / "lexicons"
     shutil.copytree(LEXICONS, folder)
-    rules = folder / "rules" / "positive.yaml"
-    rules.write_text(rules.read_text().replace("    priority: 90\n", "    priority: high\n", 1))
-    problems = check_files(folder)
-    assert len(problems) == 1 and problems[0].startswith(f"{rules}:")
-    assert "rules.0.priority -> Input should be a valid integer" in problems[0]
-    line = int(problems[0].split(":")[1])
-    assert rules.read_text().splitlines()[line - 1].strip().startswith("- id: pos.no_change_in")
+    path = folder / file
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    schema = "chexpert" if "chexpert" in file else "chestxray14"
+    with pytest.raises(LexiconError) as caught:
+        load_lexicon(folder, schema)
+    assert str(caught.value).startswith(f"{path}:{_line_of(path, entry)}: {problem}"), str(caught.value)
+    result = CliRunner().invoke(main, ["check-lexicon", str(folder)])
+    assert result.exit_code == 1 and result.output == f"Error: {caught.value}\n", result.output
+
+
+def test_the_shipped_lexicon_fits_its_models():
+    for schema in ("chestxray14", "chexpert"):
+        assert load_lexicon(LEXICONS, schema).findings

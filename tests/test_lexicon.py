@@ -218,24 +218,26 @@ def broken(tmp_path: Path, file: str, old: str, new: str) -> Path:
 
 
 @pytest.mark.parametrize("file, old, new, message", [
-    ("rules/negation.yaml", "kind: negative", "kind: denied", r"negation.yaml:\d+: neg.no -> kind: 'denied' must be one of"),
-    ("rules/negation.yaml", "priority: 50", "priority: high", r"neg.no -> priority: must be an integer"),
-    ("rules/negation.yaml", '"{lower:no|neither} <-*- X"', '"{lower:no} <-*- *"', r"neg.no -> pattern: .*exactly one X"),
+    ("rules/negation.yaml", "kind: negative", "kind: denied", r"negation.yaml:\d+: neg.no -> kind: Input should be 'positive', 'negative' or 'uncertain', got 'denied'"),
+    ("rules/negation.yaml", "priority: 50", "priority: high", r"negation.yaml:\d+: neg.no -> priority: Input should be a valid integer, got 'high'"),
+    ("rules/negation.yaml", '"{lower:no|neither} <-*- X"', '"{lower:no} <-*- *"', r"negation.yaml:\d+: neg.no -> pattern\[1\]: pattern '\{lower:no\} <-\*- \*': needs exactly one X"),
     ("rules/negation.yaml", "id: neg.without", "id: neg.no", r"neg.no -> id: already defined at .*negation.yaml:\d+"),
-    ("rules/negation.yaml", 'match: ["No [pneumothorax].",', 'match: ["No pneumothorax.",', r"neg.no -> examples: .* \[brackets\]"),
+    ("rules/negation.yaml", 'match: ["No [pneumothorax].",', 'match: ["No pneumothorax.",', r"negation.yaml:\d+: neg.no.examples -> match\[1\]: 'No pneumothorax.' must mark exactly one mention in \[brackets\]"),
     ("rules/uncertainty.yaml", "    priority: 40\n", "    priority: 40\n    colour: red\n", r"-> colour: unknown field"),
-    ("schemas/chestxray14/findings.yaml", "name: Cardiomegaly", "name: cardio megaly", r"findings.yaml:\d+: cardio megaly -> name"),
+    ("schemas/chestxray14/findings.yaml", "name: Cardiomegaly", "name: cardio megaly", r"findings.yaml:\d+: findings\[2\] -> name: 'cardio megaly' must be capitalised words"),
     ("schemas/chestxray14/findings.yaml", "name: Cardiomegaly", "name: Atelectasis", r"Atelectasis -> name: finding defined twice"),
-    ("labeler.yaml", "precedence: [positive, uncertain, negative]", "precedence: [positive, negative]", r"precedence: must order"),
-    ("labeler.yaml", "{token: XXXX, replacement: sign}", "{token: XXXX, replacement: signs}", r"replacement: 'signs' is longer"),
+    ("labeler.yaml", "precedence: [positive, uncertain, negative]", "precedence: [positive, negative]", r"labeler.yaml:\d+: precedence: List should have at least 3 items after validation, not 2"),
+    ("labeler.yaml", "{token: XXXX, replacement: sign}", "{token: XXXX, replacement: signs}", r"labeler.yaml:\d+: placeholders\[2\] -> replacement: 'signs' is longer than 'XXXX'; offsets must not move"),
+    ("labeler.yaml", "precedence: [positive, uncertain, negative]", "precedence: [positive, uncertain, positive]",
+     r"labeler.yaml:\d+: precedence: listed twice: 'positive'"),
     ("schemas/chestxray14/findings.yaml", "findings:\n", "findings: [\n", r"findings.yaml:\d+: not valid YAML"),
     ("labeler.yaml", "default: {kind: positive, rule: pos.default}", "default: {kind: sure, rule: pos.default}",
-     r"labeler.yaml:\d+: default -> kind: 'sure' must be one of"),
+     r"labeler.yaml:\d+: assertions.default -> kind: Input should be 'positive', 'negative' or 'uncertain', got 'sure'"),
     ("labeler.yaml", "    links: [conj, appos]", "    linked: [conj, appos]", r"parse.lists -> linked: unknown field"),
     ("labeler.yaml", "sign: {kind: uncertain, rule: unc.indirect_sign}", "sign: {kind: uncertain, rule: neg.no}",
      r"negation.yaml:\d+: neg.no -> id: already defined at .*labeler.yaml \(assertions.sign\)"),
     ("schemas/chestxray14/findings.yaml", '      match: ["Small left [pleural effusion].", "Layering [pleural fluid] on the right."]\n', "",
-     r"findings.yaml:\d+: Effusion -> match: must list at least one entry"),
+     r"findings.yaml:\d+: Effusion.examples -> match: Field required"),
 ])
 def test_broken_lexicon_names_file_line_rule_and_field(tmp_path, file, old, new, message):
     with pytest.raises(LexiconError, match=message):

@@ -525,14 +525,10 @@ def stats(labels: Path, out_dir: Path, compare: Path | None) -> None:
 def check_lexicon_command(folder: Path, only: str | None, model: str) -> None:
     """Validate a lexicon FOLDER and run every example in it (each schema) through the real labeler."""
     bad, names = 0, [only] if only else schemas(folder) or [DEFAULT_SCHEMA]
-    # Every file is read (or the folder refused) before the parser is even imported: a hostile lexicon costs
-    # a second and about 100 MB, not the parser's.
+    # Every file is read and checked against its model (lexicon_models.py, as `label --lexicon` and an editor with
+    # lexicons/schema/ check it), or the folder refused, before the parser is even imported: a hostile lexicon
+    # costs a second and about 100 MB, not the parser's.
     lexicons = [load_lexicon(folder, name) for name in names]
-    from .lexicon_models import check_files
-
-    for problem in check_files(folder):  # the models an editor checks the files with (lexicons/schema/)
-        click.echo(problem)
-        bad += 1
     from .conventions import example_failures
     from .lexicon_check import check_lexicon
     from .parse import load_model

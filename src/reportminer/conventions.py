@@ -15,11 +15,14 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import LexiconError
 from .lexicon import Lexicon
-from .lexicon_models import ConventionsFile, validate
 from .lexicon_yaml import LexiconFiles
+
+if TYPE_CHECKING:
+    from .lexicon_models import ConventionsFile
 
 BLANK = "blank"  # a kind: the mention counts as not mentioned
 DECISIONS = {"assertions.query": "query", "assertions.absent": "absent", "assertions.sign": "sign"}
@@ -27,6 +30,8 @@ DECISIONS = {"assertions.query": "query", "assertions.absent": "absent", "assert
 
 def load_conventions(path: Path, files: LexiconFiles | None = None) -> ConventionsFile:
     """conventions.yaml read within the lexicon's limits and checked against its model."""
+    from .lexicon_models import ConventionsFile, validate  # pydantic: not on `label`'s start-up path
+
     files = files or LexiconFiles(path.parent)
     return validate(ConventionsFile, files.load(path), path)
 

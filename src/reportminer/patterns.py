@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterator
-
-import networkx as nx
+from typing import TYPE_CHECKING, Iterator
 
 from .errors import PatternError
 from .lexicon_yaml import LIMITS
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 NODE_ATTRS = ("lemma", "lower", "tag", "pos", "dep", "word")
 
