@@ -93,29 +93,35 @@ def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, output_
     """Label reports in INPUTS (folders of .xml/.txt, or .csv/.parquet/.jsonl tables)."""
     from .changes import provenance
     from .engine import Settings, fingerprint, make_engine, run_labeling
+    from . import lexicon_memo
+    from .known_inputs import Marks
     from .readers import ReadSettings, read_inputs
 
     output = _label_target(output, update_path, prune, relabel, output_format, cache_dir, no_cache)
     from .conventions import parse_overrides
 
-    lex = load_lexicon(lexicon, schema, profile, parse_overrides(convention_values))
+    cache = None if no_cache else _cache(cache_dir)
+    lex = lexicon_memo.load(lexicon, schema, profile, parse_overrides(convention_values),
+                            Path(cache.path).parent if cache else None)
     if lexicon is not None:
         _require_examples(lex, model)
     settings = Settings(lexicon=lex, model=model, method=method, report_text=output_format == "chexpert-csv",
-                        cache=None if no_cache else _cache(cache_dir))
+                        cache=cache)
     state = fingerprint(list(inputs), settings, chunk_size, evidence is not None, encoding)
     meta = {"version": __version__, "lexicon": lex.folder, "schema": schema, "lexicon_digest": lex.digest,
             "parser_package": model,
             "assertions": method, "inputs": [str(p) for p in inputs], "label_columns": lex.label_columns,
             "no_finding": lex.no_finding, "profile": profile, "conventions": dict(lex.conventions),
             "evidence_written": evidence is not None, **provenance(lex)}
-    records = read_inputs(list(inputs), ReadSettings(lex.sections.table_columns, encoding, lex.limits.report_chars))
-    plan = None
-    if update_path is not None:
+    plan, marks = None, Marks()
+    read = ReadSettings(lex.sections.table_columns, encoding, lex.limits.report_chars)
+    if update_path is None:
+        records = read_inputs(list(inputs), read, marks)
+    else:
         from .update import start
 
         settings, plan, state = start(output, evidence, settings, schema, relabel, prune, state)
-        records = plan.select(records)
+        records = plan.select(read_inputs(list(inputs), read, marks, plan.known_inputs()))
     runner = make_engine(engine, workers, scheduler)
     try:
         with _progress(quiet) as progress:
@@ -124,7 +130,8 @@ def label(inputs: tuple[Path, ...], output: Path, evidence: Path | None, output_
                 records, output,
                 evidence, settings, meta, lex.label_columns, runner, state, chunk_size, resume,
                 on_skip=lambda r: say(f"skipped {r.source}: {r.reason}"), on_progress=lambda n: progress.advance(task, n),
-                inputs=[*_read(inputs), *([FolderOf(lexicon)] if lexicon else [])], merge=plan.merge if plan else None)
+                inputs=[*_read(inputs), *([FolderOf(lexicon)] if lexicon else [])], merge=plan.merge if plan else None,
+                marks=marks)
     except BaseException:
         runner.abort()
         raise

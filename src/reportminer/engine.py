@@ -33,6 +33,7 @@ from cxrcore.workers import watch_parent
 
 from .cache import CacheSpec, DecisionStore, decision_key, parse_key
 from .evidence import MENTION_SCHEMA
+from .known_inputs import MARKS_KEY, Marks
 from .labeler import Carry, Labeler
 from .lexicon import Lexicon
 from .parse import model_identity
@@ -41,6 +42,12 @@ from .readers import Record, Report, Skipped
 PARTS_SUFFIX = ".parts"
 REPORT_TEXT = "Reports"  # the CheXpert labeler's column of report texts
 DIGEST_COLUMN = "report_digest"  # of each report's content, for `label --update`
+
+
+def read_parquet(path: str | Path) -> pa.Table:
+    """A whole Parquet file, without pyarrow's dataset layer (which imports pandas: a quarter second)."""
+    with pq.ParquetFile(path) as file:
+        return file.read()
 
 
 def report_digest(report: Report) -> str:
@@ -266,17 +273,18 @@ def fingerprint(inputs: list[Path], settings: Settings, chunk_size: int, evidenc
 def run_labeling(records: Iterable[Record], output: Path, evidence: Path | None, settings: Settings,
                  meta: dict[str, Any], label_columns: list[str], engine: Any, state: str, chunk_size: int,
                  resume: bool, on_skip: Callable[[Skipped], None], on_progress: Callable[[int], None],
-                 inputs: Iterable[Path] = (), merge: Merge | None = None) -> Outcome:
+                 inputs: Iterable[Path] = (), merge: Merge | None = None, marks: Marks | None = None) -> Outcome:
     """Label every record into `output` (and `evidence`), continuing a killed run when `resume`.
 
     The outputs are checked before any work and written together at the end; the output's lock is
     held throughout, so a second run on the same output (or parts folder) is refused. `merge` writes
-    the outputs from the parts instead of `_merge` (and may find no report labeled normal)."""
+    the outputs from the parts instead of `_merge` (and may find no report labeled normal). `marks`, filled as
+    the records are read, go into the metadata (known_inputs.py)."""
     with Outputs([output, evidence], inputs) as outputs, exclusive(output, *([evidence] if evidence else [])):
         parts = _prepare_parts(output, state, resume)
         try:
             outcome = _run(records, parts, output, evidence, settings, meta, label_columns, engine, chunk_size,
-                           on_skip, on_progress, outputs, merge)
+                           on_skip, on_progress, outputs, merge, marks)
         except ToolkitError:
             # Bad input or settings: the parts cannot be resumed (fixing the input changes the fingerprint).
             # A killed or crashed run keeps them for --resume.
@@ -294,7 +302,7 @@ Merge = Callable[[Path, Outputs, dict[str, Any], Outcome], int]
 def _run(records: Iterable[Record], parts: Path, output: Path, evidence: Path | None, settings: Settings,
          meta: dict[str, Any], label_columns: list[str], engine: Any, chunk_size: int,
          on_skip: Callable[[Skipped], None], on_progress: Callable[[int], None], outputs: Outputs,
-         merge: Merge | None) -> Outcome:
+         merge: Merge | None, marks: Marks | None) -> Outcome:
     # Local workers share this machine's model and spaCy, so this process can say which they are.
     described = describe_model(settings) if engine.local else engine.submit(describe_model, settings).result()
     meta = {**meta, **described}
@@ -326,6 +334,8 @@ def _run(records: Iterable[Record], parts: Path, output: Path, evidence: Path | 
             _collect(engine, pending, parts, outcome, on_progress)
     while pending:
         _collect(engine, pending, parts, outcome, on_progress)
+    if marks is not None:  # every input is read now
+        meta[MARKS_KEY] = marks.to_json()
     if merge is not None:
         outcome.rows = merge(parts, outputs, meta, outcome)
         return outcome
@@ -410,7 +420,7 @@ def _merge(parts: Path, output: Path, evidence: Path | None, label_columns: list
     for kind, target, schema in targets:
         with pq.ParquetWriter(outputs.path(target), schema) as writer:
             for part in sorted(parts.glob(f"*.{kind}.parquet")):
-                table = pq.read_table(part).replace_schema_metadata(schema.metadata)
+                table = read_parquet(part).replace_schema_metadata(schema.metadata)
                 if table.num_rows:
                     writer.write_table(table)
                 if kind == "labels":

@@ -22,12 +22,16 @@ import stat
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Union
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cxrcore.errors import InputError
+
+if TYPE_CHECKING:
+    from .known_inputs import Known as KnownInputs
+    from .known_inputs import Marks
 
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
                   ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -36,6 +40,7 @@ OPTIONAL_COLUMNS = ("image_id", "patient_id", "image_path")
 MAX_BYTES_PER_CHAR = 4  # UTF-8: a file this many times the character limit cannot be within it
 _UNCLEAN = re.compile("[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass
@@ -66,6 +71,29 @@ Record = Union[Report, Skipped]
 
 
 @dataclass(frozen=True)
+class Known:
+    """The reports an earlier run read from the start of a JSONL file that is unchanged there
+    (known_inputs.py): their ids in order, and the byte, line and columns where reading goes on."""
+
+    source: str
+    ids: list[str]
+    offset: int
+    line: int
+    columns: dict[str, str] | None
+    skipped: list[tuple[str, str]]
+
+
+@dataclass
+class Position:
+    """Where a JSONL reader is: the byte offset and the lines before the row it yielded last; `exact` is
+    False once a line break the byte offsets cannot follow (a lone carriage return) was met."""
+
+    offset: int = 0
+    line: int = 0
+    exact: bool = True
+
+
+@dataclass(frozen=True)
 class ReadSettings:
     """How inputs are read: the labeled sections (a table's columns of those names are section text),
     the encoding of text files, and the longest report accepted (characters)."""
@@ -75,8 +103,11 @@ class ReadSettings:
     max_chars: int = 100_000
 
 
-def read_inputs(paths: list[str | Path], settings: ReadSettings) -> Iterator[Record]:
-    """Every report in every input, in a stable order (sorted file names within folders)."""
+def read_inputs(paths: list[str | Path], settings: ReadSettings, marks: Marks | None = None,
+                known: KnownInputs | None = None) -> Iterator[Record | Known]:
+    """Every report in every input, in a stable order (sorted file names within folders). With `marks`, how
+    far each JSONL file holds whole reports is noted; with `known` (an update), a JSONL file whose start an
+    earlier run read is read from its mark on, its earlier reports given as one `Known` record."""
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
@@ -85,6 +116,8 @@ def read_inputs(paths: list[str | Path], settings: ReadSettings) -> Iterator[Rec
             kind = TABLE_SUFFIXES.get(path.suffix.lower())
             if path.suffix.lower() in REPORT_SUFFIXES:
                 yield from read_report_file(path, settings)
+            elif kind == "jsonl" and marks is not None and _byte_lines(settings.encoding):
+                yield from _read_marked(path, settings, marks, known.resume(path, settings) if known else None)
             elif kind:
                 yield from _usable(read_table(path, kind, settings), settings.max_chars)
             else:
@@ -94,6 +127,40 @@ def read_inputs(paths: list[str | Path], settings: ReadSettings) -> Iterator[Rec
             raise InputError(f"{path}: not a regular file or folder; give a folder of reports or a table")
         else:
             raise InputError(f"{path}: no such file or folder")
+
+
+def _byte_lines(encoding: str) -> bool:
+    """Whether a line break is the byte 0x0a in `encoding` (UTF-8, Latin-1...; not UTF-16), so that a file
+    can be read line by line at byte offsets."""
+    try:
+        return "\n\r{}".encode(encoding) == b"\n\r{}"
+    except (LookupError, UnicodeError):
+        return False
+
+
+def _read_marked(path: Path, settings: ReadSettings, marks: Marks, known: Known | None) -> Iterator[Record | Known]:
+    """A JSONL table read with its marks noted (from the earlier run's mark on when `known`)."""
+    marks.start(path, settings, known)
+    if known is not None:
+        yield from (Skipped(source, reason) for source, reason in known.skipped)
+        yield known
+    position = Position(known.offset, known.line) if known else Position()
+    dropped = False  # a report the checks dropped is not in the order: no later mark may pass it
+
+    def drop() -> None:
+        nonlocal dropped
+        dropped = True
+
+    def report_starts(columns: dict[str, str] | None) -> None:
+        if position.exact and not dropped:
+            marks.boundary(position, columns)
+
+    for record in _usable(read_table(path, "jsonl", settings, position, report_starts, known), settings.max_chars, drop):
+        if isinstance(record, Report):
+            marks.report()
+        else:
+            marks.skipped(record)
+        yield record
 
 
 def _read_folder(path: Path, settings: ReadSettings) -> Iterator[Record]:
@@ -140,25 +207,31 @@ def clean_text(text: str) -> str:
                         text)
 
 
-def _usable(records: Iterator[Record], max_chars: int) -> Iterator[Record]:
+def _usable(records: Iterator[Record], max_chars: int, on_drop: Callable[[], None] | None = None) -> Iterator[Record]:
     """Reports cleaned (`clean_text`); those over the length limit, left blank by cleaning or with an id that
-    UTF-8 cannot hold become named skips (one gigantic or broken report never stops an archive)."""
+    UTF-8 cannot hold become named skips (one gigantic or broken report never stops an archive), and
+    `on_drop` is told."""
     for record in records:
-        if not isinstance(record, Report):
+        problem = _problem(record, max_chars) if isinstance(record, Report) else None
+        if problem is None:
             yield record
-        elif len(record.text) > max_chars:
-            yield Skipped(record.source, f"report {record.report_id} has {len(record.text):,} characters, more than "
-                                         f"the {max_chars:,} a report may have (labeler.yaml limits.report_chars)")
-        elif any(_SURROGATE.search(v or "") for v in (record.report_id, record.patient_id,
-                                                      *(x for image in record.images for x in image))):
-            yield Skipped(record.source, f"report {record.report_id}: an id or image path holds half a surrogate "
-                                         f"pair (a character UTF-8 cannot store); fix the id")
-        else:
-            record.text = clean_text(record.text)
-            if record.text.strip():
-                yield record
-            else:
-                yield Skipped(record.source, f"report {record.report_id}: nothing but control characters")
+            continue
+        if on_drop is not None:
+            on_drop()
+        yield Skipped(record.source, problem)
+
+
+def _problem(report: Report, max_chars: int) -> str | None:
+    """Why the report cannot be labeled (None: it can, its text now cleaned)."""
+    if len(report.text) > max_chars:
+        return (f"report {report.report_id} has {len(report.text):,} characters, more than the {max_chars:,} a "
+                f"report may have (labeler.yaml limits.report_chars)")
+    if any(_SURROGATE.search(v or "") for v in (report.report_id, report.patient_id,
+                                                *(x for image in report.images for x in image))):
+        return (f"report {report.report_id}: an id or image path holds half a surrogate pair (a character UTF-8 "
+                f"cannot store); fix the id")
+    report.text = clean_text(report.text)
+    return None if report.text.strip() else f"report {report.report_id}: nothing but control characters"
 
 
 def compose(sections: list[tuple[str, str]]) -> tuple[str, list[tuple[str, int, int]]]:
@@ -230,14 +303,19 @@ def read_txt(path: Path, data: bytes, encoding: str = "utf-8") -> Iterator[Recor
     yield Report(report_id=path.stem, text=text, source=str(path))
 
 
-def read_table(path: Path, kind: str, settings: ReadSettings) -> Iterator[Record]:
+def read_table(path: Path, kind: str, settings: ReadSettings, position: Position | None = None,
+               on_report: Callable[[dict[str, str] | None], Any] | None = None,
+               known: Known | None = None) -> Iterator[Record]:
     """A table with `report_id` and `text` (or section columns), read in chunks; adjacent rows that share
-    a report_id are that report's images (a report_id that comes back later is skipped, named)."""
-    columns: dict[str, str] | None = None
-    section_columns: list[str] = []
+    a report_id are that report's images (a report_id that comes back later is skipped, named).
+
+    A JSONL table may be read at byte offsets (`position`, from `known` on): `on_report(columns)` is called
+    where each report's first row is, every earlier report having been yielded."""
+    columns: dict[str, str] | None = known.columns if known else None
+    section_columns = _check_columns(path, dict.fromkeys(columns.values()), columns, settings.sections) if columns else []
     current: Report | None = None
-    finished: dict[str, str] = {}  # report_id → where it was read, to name a late repeat
-    for where, row in _table_rows(path, kind, settings.encoding):
+    finished = dict.fromkeys(known.ids, "an earlier part of this file") if known else {}  # id → where it was read
+    for where, row in _table_rows(path, kind, settings.encoding, position):
         if isinstance(row, Skipped):
             yield row
             continue
@@ -264,6 +342,8 @@ def read_table(path: Path, kind: str, settings: ReadSettings) -> Iterator[Record
         if current is not None:
             finished[current.report_id] = current.source
             yield current
+        if on_report is not None:
+            on_report(columns)
         current = record
     if current is not None:
         yield current
@@ -318,13 +398,14 @@ def _report_of(where: str, cells: dict[str, str | None], section_columns: list[s
                   images=[image] if any(image) else [], patient_id=cells.get("patient_id"))
 
 
-def _table_rows(path: Path, kind: str, encoding: str, chunk: int = 10_000) -> Iterator[tuple[str, Any]]:
+def _table_rows(path: Path, kind: str, encoding: str, position: Position | None = None,
+                chunk: int = 10_000) -> Iterator[tuple[str, Any]]:
     """(where, row) for each row, reading `chunk` rows at a time; a bad JSONL line is (where, Skipped)."""
     try:
         if kind == "parquet":
             yield from _parquet_rows(path, chunk)
         elif kind == "jsonl":
-            yield from _jsonl_rows(path, encoding)
+            yield from _jsonl_rows(path, encoding) if position is None else _jsonl_byte_rows(path, encoding, position)
         else:
             yield from _csv_rows(path, encoding, chunk)
     except UnicodeDecodeError as exc:
@@ -366,15 +447,40 @@ def _parquet_rows(path: Path, chunk: int) -> Iterator[tuple[str, dict[str, Any]]
 def _jsonl_rows(path: Path, encoding: str) -> Iterator[tuple[str, Any]]:
     with path.open(encoding=encoding) as fh:
         for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield where, Skipped(where, f"not a JSON object ({exc.msg}); the line is left out")
-                continue
-            if not isinstance(row, dict):
-                yield where, Skipped(where, f"not a JSON object but {type(row).__name__}; the line is left out")
-                continue
-            yield where, row
+            yield from _jsonl_row(f"{path}:{n}", line)
+
+
+def _jsonl_byte_rows(path: Path, encoding: str, position: Position) -> Iterator[tuple[str, Any]]:
+    """As `_jsonl_rows` (the same lines, numbered alike), read in bytes from `position`, which follows each
+    row's first byte and the lines before it."""
+    with path.open("rb") as fh:
+        fh.seek(position.offset)
+        offset, n = position.offset, position.line
+        for raw in fh:
+            text = raw.decode(encoding)
+            lines = [text]
+            if "\r" in text:  # text mode also ends a line at a lone carriage return
+                lines = _LINE_BREAK.split(text)
+                if not lines[-1]:
+                    lines.pop()
+                position.exact = position.exact and len(lines) == 1
+            for line in lines:
+                position.offset, position.line = offset, n
+                n += 1
+                yield from _jsonl_row(f"{path}:{n}", line)
+            offset += len(raw)
+
+
+def _jsonl_row(where: str, line: str) -> Iterator[tuple[str, Any]]:
+    """One JSONL line as (where, row), (where, Skipped) when it is not a JSON object, nothing when blank."""
+    if not line.strip():
+        return
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        yield where, Skipped(where, f"not a JSON object ({exc.msg}); the line is left out")
+        return
+    if not isinstance(row, dict):
+        yield where, Skipped(where, f"not a JSON object but {type(row).__name__}; the line is left out")
+        return
+    yield where, row

@@ -30,9 +30,11 @@ from cxrcore.labels import label_schema
 from cxrcore.output import Outputs, decode_metadata, encode_metadata
 
 from .changes import changed_rules, other_digest
-from .engine import DIGEST_COLUMN, Outcome, Settings, keys, labels_part_schema, report_digest
+from .engine import DIGEST_COLUMN, Outcome, Settings, keys, labels_part_schema, read_parquet, report_digest
 from .evidence import MENTION_SCHEMA
 from .labeler import Carry
+from .known_inputs import MARKS_KEY, Known
+from .readers import Known as KnownReports
 from .readers import Record, Report
 
 WRITE_ROWS = 65_536  # rows gathered per Parquet row group when writing the spliced output
@@ -78,7 +80,7 @@ def _ranges(table: pa.Table, path: Path) -> Ranges:
 
 def _read(path: Path, what: str) -> pa.Table:
     try:
-        return pq.read_table(path)
+        return read_parquet(path)
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise InputError(f"{what} {path}: cannot read as Parquet ({exc}); --update wants the labels.parquet "
                          f"(and mentions.parquet) of an earlier `reportminer label`") from None
@@ -160,12 +162,24 @@ class Plan:
         self.order: list[str] = []  # every report id of the inputs, in their order
         self.fresh: set[str] = set()  # reports new or changed
         self.rechecked = 0  # unchanged reports labeled again because the rules changed
+        self.unread = 0  # reports of the unchanged start of JSONL inputs, not read again
 
-    def select(self, records: Iterable[Record]) -> Iterator[Record]:
+    def known_inputs(self) -> Known | None:
+        """The JSONL inputs' marks of the file (known_inputs.py), when nothing but the inputs changed."""
+        if self.change.kind != "none":
+            return None  # every report is checked again
+        return Known(self.previous.meta.get(MARKS_KEY), list(self.previous.rows))
+
+    def select(self, records: Iterable[Record | KnownReports]) -> Iterator[Record]:
         """The records to label (skipped records pass through, to be named); the order is kept aside."""
         seen: set[str] = set()
         recheck = self.change.kind != "none"
         for record in records:
+            if isinstance(record, KnownReports):  # unchanged since the file was labeled: their rows are kept
+                self.order += record.ids
+                seen.update(record.ids)
+                self.unread += len(record.ids)
+                continue
             if not isinstance(record, Report):
                 yield record
                 continue
@@ -220,6 +234,8 @@ class Plan:
             return f"{path} is up to date: none of its {len(self.order)} reports is new or changed{gone}"
         kept = len(self.order) - len(self.fresh)
         line = f"updated {path}: labeled {len(self.fresh)} new or changed reports, kept {kept}"
+        if self.unread:
+            line += f" ({self.unread} of them in the unchanged start of JSONL inputs, not read again)"
         if self.change.kind == "rules":
             touched = len(set(outcome.touched) - self.fresh)
             line += f" ({touched} relabeled: their sentences are touched by the changed rules; {self.change.reason})"
@@ -248,7 +264,7 @@ def _conform(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
 
 
 def _parts(parts: Path, kind: str, schema: pa.Schema) -> pa.Table:
-    tables = [pq.read_table(p).cast(schema) for p in sorted(parts.glob(f"*.{kind}.parquet"))]
+    tables = [read_parquet(p).cast(schema) for p in sorted(parts.glob(f"*.{kind}.parquet"))]
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
