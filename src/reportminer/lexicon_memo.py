@@ -1,0 +1,100 @@
+"""Loaded lexicons kept in the cache folder: a run whose lexicon files are byte for byte those of an earlier
+run starts from the lexicon that run loaded, without reading, validating and compiling the YAML again
+(a fifth of a second, which is most of an update's start-up).
+
+The key covers every file of the lexicon folder (names and bytes), the schema, the profile and the
+conventions given, this toolkit's source code and Python's version: any edit gives another key. The
+entries are pickles, so only files owned by this user and writable by nobody else are read (as for
+any cache of code); a folder that is too big or holds anything but regular files is loaded afresh
+each time, where the loader's own limits and messages apply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import stat
+import sys
+from pathlib import Path
+
+from .cache import source_digest
+from .lexicon import Lexicon, default_folder, load_lexicon
+
+FOLDER = "lexicons"  # inside the cache folder
+KEEP = 16  # entries kept (the newest); each is about 100 KB
+MAX_FILES = 256
+MAX_BYTES = 4 * 1024 * 1024
+
+
+def load(folder: Path | None, schema: str, profile: str | None, conventions: dict[str, str],
+         cache: Path | None) -> Lexicon:
+    """`load_lexicon(folder, schema, profile, conventions)`, from the cache folder's entry when it has one."""
+    root = Path(folder) if folder is not None else default_folder()
+    key = _key(root, schema, profile, conventions) if cache is not None else None
+    if key is None:
+        return load_lexicon(folder, schema, profile, conventions)
+    memo = Path(cache) / FOLDER
+    entry = memo / f"{key}.pickle"
+    if _trusted(entry) and _trusted(memo):
+        try:
+            lexicon = pickle.loads(entry.read_bytes())
+            if isinstance(lexicon, Lexicon):
+                os.utime(entry)  # used now: the entries used least recently go first
+                return lexicon
+        except Exception:  # a damaged entry: loaded afresh and written again below
+            pass
+    lexicon = load_lexicon(folder, schema, profile, conventions)
+    _store(memo, entry, lexicon)
+    return lexicon
+
+
+def _key(root: Path, schema: str, profile: str | None, conventions: dict[str, str]) -> str | None:
+    """The digest of everything the loaded lexicon comes from; None when the folder cannot be memoised."""
+    digest = hashlib.sha256(json.dumps([str(root), schema, profile, sorted(conventions.items()), source_digest(),
+                                        sys.version, pickle.HIGHEST_PROTOCOL]).encode())
+    total = 0
+    try:
+        paths = sorted(p for p in root.rglob("*") if "__pycache__" not in p.parts)
+        if len(paths) > MAX_FILES:
+            return None
+        for path in paths:
+            info = path.stat()
+            if stat.S_ISDIR(info.st_mode):
+                continue
+            total += info.st_size
+            if not stat.S_ISREG(info.st_mode) or total > MAX_BYTES:
+                return None
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    except OSError:
+        return None
+    return digest.hexdigest()[:32]
+
+
+def _trusted(path: Path) -> bool:
+    """A regular file or folder of this user that nobody else may write."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    kind = stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)
+    return kind and info.st_uid == os.getuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _store(memo: Path, entry: Path, lexicon: Lexicon) -> None:
+    """Write the entry (a temporary file, then a rename) and keep the newest `KEEP`; best effort: a cache
+    that cannot be written only costs the next run its start-up."""
+    try:
+        memo.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not _trusted(memo):
+            return
+        tmp = memo / f".{entry.name}.{os.getpid()}.tmp"
+        tmp.write_bytes(pickle.dumps(lexicon, protocol=pickle.HIGHEST_PROTOCOL))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, entry)
+        entries = sorted(memo.glob("*.pickle"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[KEEP:]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass
