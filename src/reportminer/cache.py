@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS parses (ns TEXT, text TEXT, value TEXT, used INTEGER,
                                    PRIMARY KEY (ns, text)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS parses_used ON parses (used);
 CREATE TABLE IF NOT EXISTS reports (ns TEXT, digest TEXT, value TEXT, used INTEGER,
-                                    PRIMARY KEY (ns, digest)) WITHOUT ROWID;
+                                    PRIMARY KEY (ns, digest));
 CREATE INDEX IF NOT EXISTS reports_used ON reports (used);
 """
 KEY_COLUMNS = {"decisions": "sentence", "parses": "text", "reports": "digest"}  # each table's key column

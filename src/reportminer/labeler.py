@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
@@ -69,6 +68,7 @@ class Labeled:
     labels: dict[str, int | None]
     mentions: list[Mention]
     touched: bool = False  # with `Carry`: a sentence of the report is touched by the changed rules
+    kept: list[Any] | None = None  # as the cache's `reports` table keeps it (`_expand` gives it back)
 
 
 # A sentence's decisions: (finding, start, end, assertion, rule, (side, severity, change), matched rule) with
@@ -156,13 +156,13 @@ class Labeler:
         found = self.store.get("reports", dict.fromkeys(keys))
         fresh = iter(self._label_batch([r for r, key in zip(reports, keys) if key not in found]))
         stored: dict[str, list[Any]] = {}
+        columns = self.lexicon.label_columns
         for report, key in zip(reports, keys):
             if key in found:
-                labels, mentions = found[key]
-                yield Labeled(report, labels, [Mention(*m) for m in mentions])
+                yield _expand(report, found[key], columns)
             else:
                 done = next(fresh)
-                stored[key] = [done.labels, [list(vars(m).values()) for m in done.mentions]]
+                stored[key] = done.kept
                 yield done
         self.store.put("reports", stored)
 
@@ -176,17 +176,21 @@ class Labeler:
             self._cache.update(self._decide([s for layout in layouts for _, _, _, s, _ in layout]))
         for report, layout in zip(reports, layouts):
             mentions: list[Mention] = []
+            kept: list[list[Any]] = []
             for section, index, offset, sentence, original in layout:
                 for finding, a, b, assertion, rule, attributes, _ in self._cache[sentence]:
                     if assertion == BLANK:
                         continue
                     mentions.append(Mention(finding, section, index, offset + a, offset + b,
                                             report.text[offset + a:offset + b], original, assertion, rule, *attributes))
+                    kept.append([finding, section, index, offset + a, offset + b, offset, len(original), assertion,
+                                 rule, *attributes])
             labels = aggregate(((m.finding, m.assertion) for m in latest(mentions, revision_starts(report.text,
                                                                                            self.lexicon.revisions))),
                                self.lexicon.finding_names, self.lexicon.precedence, self.lexicon.schema)
             yield Labeled(report, labels, mentions,
-                          bool(self.touched) and any(s in self.touched for _, _, _, s, _ in layout))
+                          bool(self.touched) and any(s in self.touched for _, _, _, s, _ in layout),
+                          [list(labels.values()), kept])
 
     def _fill(self, sentences: list[str]) -> None:
         """Decisions for sentences not in memory: carried over (with `carry`), from the store, or decided
@@ -319,10 +323,23 @@ def _in_order(decisions: list[Decision]) -> list[Decision]:
     return sorted(decisions, key=lambda d: (d[1], d[2]))
 
 
+def _expand(report: Report, value: list[Any], columns: list[str]) -> Labeled:
+    """The labeled report kept in the `reports` table: the labels in column order, each mention with offsets
+    instead of its words and sentence (the report's text gives them back)."""
+    labels, mentions = value
+    text = report.text
+    return Labeled(report, dict(zip(columns, labels)),
+                   [Mention(finding, section, index, a, b, text[a:b], text[start:start + length], assertion, rule,
+                            side, severity, change)
+                    for finding, section, index, a, b, start, length, assertion, rule, side, severity, change
+                    in mentions])
+
+
 def content_key(report: Report) -> str:
     """What a report's labels and mentions are made from: its text and sections (not its id or images)."""
-    content = json.dumps([report.text, report.sections], ensure_ascii=False)
-    return hashlib.blake2b(content.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    digest = hashlib.blake2b(report.text.encode("utf-8", "surrogatepass"), digest_size=16)
+    digest.update(b"\0" + repr(report.sections).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
 
 
 def revision_starts(text: str, words: tuple[str, ...]) -> list[int]:
