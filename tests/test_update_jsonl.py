@@ -52,6 +52,13 @@ def test_an_appended_archive_reads_only_the_new_rows(tmp_path):
     assert "labeled 2 new or changed reports, kept 40 (39 of them in the unchanged start of JSONL inputs, not read " \
            "again)" in result.output  # the last report is read again: more of its rows (images) may follow
 
+    append(archive, [{**row, "report_id": "M" + row["report_id"]} for row in NEW])  # the next day: from the update's mark
+    again = label(archive, "--update", tmp_path / "labels.parquet", "--evidence", tmp_path / "mentions.parquet",
+                  "--cache", tmp_path / "cache")
+    assert "labeled 2 new or changed reports, kept 42 (41 of them in the unchanged start" in again.output
+    assert label(archive, "-o", tmp_path / "cold2.parquet", "--no-cache").exit_code == 0
+    assert pq.read_table(tmp_path / "labels.parquet").equals(pq.read_table(tmp_path / "cold2.parquet"))
+
 
 def test_rows_appended_to_the_last_report_join_it(tmp_path):
     archive = write_corpus(tmp_path / "archive.jsonl", 10)

@@ -13,14 +13,13 @@ or Parquet table, a folder of reports) is read whole and compared report by repo
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .readers import Known as KnownReports
-from .readers import Position, ReadSettings, Skipped
+from .readers import Position, ReadSettings, Skipped, new_digest
 
 MARKS_KEY = "input_marks"  # the labels file's metadata key
 MAX_SKIPPED = 1_000  # a file with more skipped rows before its mark is read whole next time (small metadata)
@@ -51,9 +50,10 @@ def _read_key(settings: ReadSettings) -> list[Any]:
     return [list(settings.sections), settings.encoding, settings.max_chars]
 
 
-def file_digest(path: Path, size: int) -> str | None:
-    """The digest of the first `size` bytes of `path` (None when it is shorter now or unreadable)."""
-    digest = hashlib.blake2b(digest_size=16)
+def prefix_digest(path: Path, size: int) -> Any | None:
+    """The digest object (hashlib) of the first `size` bytes of `path`; None when it is shorter now or
+    unreadable."""
+    digest = new_digest()
     try:
         with path.open("rb") as fh:
             left = size
@@ -65,7 +65,7 @@ def file_digest(path: Path, size: int) -> str | None:
                 left -= len(block)
     except OSError:
         return None
-    return digest.hexdigest()
+    return digest
 
 
 class Marks:
@@ -86,6 +86,7 @@ class Marks:
             self._in_file, self._skipped = len(known.ids), [list(s) for s in known.skipped]
             self._mark.offset, self._mark.line, self._mark.reports = known.offset, known.line, len(known.ids)
             self._mark.columns, self._mark.skipped = known.columns, list(self._skipped)
+            self._mark.digest = known.digest.hexdigest()
             self.reports += len(known.ids)
         self._marks[self._mark.path] = self._mark
 
@@ -100,18 +101,13 @@ class Marks:
         """A report's first row starts at `position`: every row before it is of reports read whole."""
         assert self._mark is not None
         self._mark.offset, self._mark.line, self._mark.reports = position.offset, position.line, self._in_file
+        self._mark.digest = position.digest.hexdigest()  # of the bytes as they were read
         self._mark.columns, self._mark.skipped = columns, list(self._skipped)
 
     def to_json(self) -> str:
-        """The marks, each with the digest of its bytes (files changed while being read get none)."""
-        out = []
-        for mark in self._marks.values():
-            if mark.offset == 0 or len(mark.skipped) > MAX_SKIPPED:
-                continue
-            digest = file_digest(Path(mark.path), mark.offset)
-            if digest is not None:
-                out.append({**asdict(mark), "digest": digest})
-        return json.dumps(out, separators=(",", ":"))
+        """The marks, for the labels file's metadata."""
+        return json.dumps([asdict(m) for m in self._marks.values() if m.offset and len(m.skipped) <= MAX_SKIPPED],
+                          separators=(",", ":"))
 
 
 class Known:
@@ -133,7 +129,8 @@ class Known:
         mark = self._marks.get(_key(path))
         if mark is None or mark.read != _read_key(settings):
             return None
-        if file_digest(path, mark.offset) != mark.digest:
+        digest = prefix_digest(path, mark.offset)
+        if digest is None or digest.hexdigest() != mark.digest:
             return None
         return KnownReports(str(path), self._order[mark.first:mark.first + mark.reports], mark.offset, mark.line,
-                            mark.columns, [tuple(s) for s in mark.skipped])
+                            mark.columns, [tuple(s) for s in mark.skipped], digest)

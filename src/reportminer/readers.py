@@ -14,6 +14,7 @@ but blanks is skipped and named.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -81,13 +82,16 @@ class Known:
     line: int
     columns: dict[str, str] | None
     skipped: list[tuple[str, str]]
+    digest: Any = field(compare=False, repr=False)  # a hashlib object: the bytes before `offset`, read to check them
 
 
 @dataclass
 class Position:
-    """Where a JSONL reader is: the byte offset and the lines before the row it yielded last; `exact` is
-    False once a line break the byte offsets cannot follow (a lone carriage return) was met."""
+    """Where a JSONL reader is: the byte offset and the lines before the row it yielded last, and the digest of
+    the bytes before that row; `exact` is False once a line break the byte offsets cannot follow (a lone
+    carriage return) was met."""
 
+    digest: Any
     offset: int = 0
     line: int = 0
     exact: bool = True
@@ -129,6 +133,11 @@ def read_inputs(paths: list[str | Path], settings: ReadSettings, marks: Marks | 
             raise InputError(f"{path}: no such file or folder")
 
 
+def new_digest() -> Any:
+    """The digest of the bytes of a JSONL file before a mark (known_inputs.py)."""
+    return hashlib.blake2b(digest_size=16)
+
+
 def _byte_lines(encoding: str) -> bool:
     """Whether a line break is the byte 0x0a in `encoding` (UTF-8, Latin-1...; not UTF-16), so that a file
     can be read line by line at byte offsets."""
@@ -144,7 +153,7 @@ def _read_marked(path: Path, settings: ReadSettings, marks: Marks, known: Known 
     if known is not None:
         yield from (Skipped(source, reason) for source, reason in known.skipped)
         yield known
-    position = Position(known.offset, known.line) if known else Position()
+    position = Position(known.digest, known.offset, known.line) if known else Position(new_digest())
     dropped = False  # a report the checks dropped is not in the order: no later mark may pass it
 
     def drop() -> None:
@@ -468,6 +477,7 @@ def _jsonl_byte_rows(path: Path, encoding: str, position: Position) -> Iterator[
                 position.offset, position.line = offset, n
                 n += 1
                 yield from _jsonl_row(f"{path}:{n}", line)
+            position.digest.update(raw)
             offset += len(raw)
 
 
