@@ -67,6 +67,10 @@ def read_labels(path: str | Path) -> LabelTable:
     """Read a labels.parquet: it has rows, its label columns come from its metadata (else its int8
     columns), every label value is checked to be 1, 0, -1 or null, and a split column is validated by
     patient."""
+    import pandas as pd
+
+    from .splits import validate_splits
+
     path = Path(path)
     try:
         table = pq.read_table(path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Iterator
 
 from .lexicon import Placeholder, SectionSettings
 from .readers import Report
