@@ -192,6 +192,24 @@ def test_localize_command_writes_boxes_overlays_and_tables(tmp_path, tiny_run):
 
 
 @pytest.mark.slow
+def test_an_unreadable_image_is_named_once_and_the_others_drawn(tmp_path, tiny_run):
+    root, run = tiny_run
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in (root / "images").iterdir():
+        (images / p.name).write_bytes(p.read_bytes())
+    (images / "synth_000003.png").write_bytes(b"not a png at all")
+    result = CliRunner().invoke(main, ["localize", str(run), str(root / "labels.parquet"), "--images", str(tmp_path),
+                                       "-o", str(tmp_path / "loc"), "--boxes", str(root / "BBox_List.csv"),
+                                       "--method", "saliency-gradcam", "--layer", "layer3", "--overlays", "0"])
+    assert result.exit_code == 3, result.output  # written, with an input skipped and named
+    assert result.output.count("skipped unreadable image") == 1 and "synth_000003.png: cannot" in result.output
+    assert "skipped 1 image (named above)" in result.output
+    boxes = pd.read_csv(tmp_path / "loc" / "boxes.csv")
+    assert len(boxes) and "synth_000003" not in set(boxes["Image Index"].str.removesuffix(".png"))
+
+
+@pytest.mark.slow
 def test_boxes_in_other_pixels_are_scaled(tmp_path, tiny_run):
     root, run = tiny_run
     big = pd.read_csv(root / "BBox_List.csv", skiprows=1, header=None)

@@ -343,7 +343,9 @@ def localize(run_dir: Path, labels: Path, images: Path | None, out_dir: Path, bo
         say(f"mean over {len(metrics['recent']) - 1} findings: T(IoBB)=0.5 {iobb['acc']:.3f} (AFP {iobb['afp']:.2f}), "
             f"IoU>0.1 {recent['acc_iou>0.1']:.3f}, IoU>0.5 {recent['acc_iou>0.5']:.3f}, pointing "
             f"{recent['pointing']:.3f} → {out_dir / 'localization.json'}")
-    if outcome.skipped_boxes:
+    if outcome.skipped_images:
+        say(f"skipped {counted(outcome.skipped_images, 'image')} (named above)")
+    if outcome.skipped_boxes or outcome.skipped_images:
         sys.exit(EXIT_SKIPPED)
 
 

@@ -96,15 +96,15 @@ def heatmaps(model: WeaklySupervisedNet, images: torch.Tensor, method: str,
 
 def map_batches(model: WeaklySupervisedNet, data: Prepared, rows: np.ndarray, size: int, batch_size: int,
                 device: torch.device, method: str, layer: str,
-                say: Callable[[str], None]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+                unreadable: Callable[[str], None]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(row, probabilities (C,), maps (C, size, size)) of each readable image of `rows`; an unreadable
-    one is named and left out."""
-    for row, probs, maps in kinds_batches(model, data, rows, size, batch_size, device, (method,), layer, say):
+    one is left out, and `unreadable` is told which and why."""
+    for row, probs, maps in kinds_batches(model, data, rows, size, batch_size, device, (method,), layer, unreadable):
         yield row, probs, maps[method]
 
 
 def kinds_batches(model: WeaklySupervisedNet, data: Prepared, rows: np.ndarray, size: int, batch_size: int,
-                  device: torch.device, methods: tuple[str, ...], layer: str, say: Callable[[str], None],
+                  device: torch.device, methods: tuple[str, ...], layer: str, unreadable: Callable[[str], None],
                   wanted: Callable[[int], list[int]] | None = None
                   ) -> Iterator[tuple[int, np.ndarray, dict[str, np.ndarray]]]:
     """As `map_batches`, with the maps of several `methods` ("cam" alone, or Grad-CAM kinds) at one layer;
@@ -114,7 +114,7 @@ def kinds_batches(model: WeaklySupervisedNet, data: Prepared, rows: np.ndarray, 
     with torch.no_grad():  # Grad-CAM turns gradients on for itself
         for batch, errors in loader:
             for message in errors:
-                say(f"skipped unreadable image {message}")
+                unreadable(message)
             if batch is None:
                 continue
             images = model_input(batch[0], device)

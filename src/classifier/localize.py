@@ -23,6 +23,7 @@ from cxrcore.boxes import read_boxes
 from cxrcore.errors import InputError
 from cxrcore.output import FolderOf, OutputFolder, exclusive, json_text
 from cxrcore.runs import run_files
+from cxrcore.skips import Skips
 
 from .boxes import Box, BoxRules, boxes_from_map
 from .calibration import Entry, calibrate, entry, rules_text
@@ -70,10 +71,11 @@ class Scene:
 
 @dataclass
 class Outcome:
-    """What `localize` gives back: the metrics (with true boxes) and how many true boxes it skipped."""
+    """What `localize` gives back: the metrics (with true boxes) and how many true boxes and images it skipped."""
 
     metrics: dict[str, Any] | None
     skipped_boxes: int = 0
+    skipped_images: int = 0
 
 
 @dataclass
@@ -102,9 +104,11 @@ def localize(run_dir: Path, labels_path: Path, images: Path | None, out_dir: Pat
         if store is None:
             folder.add_inputs(*(scene.data.paths[i] for i in rows))
         skipped: list[int] = []
-        truth = _truth(boxes_path, scene, rows, request, say, skipped) if boxes_path else None
+        unreadable = Skips(say)  # images that cannot be read: each named once, counted
+        truth = _truth(boxes_path, scene, rows, request, say, skipped, unreadable) if boxes_path else None
         if calibrate_path:
-            done = _calibrate(run_dir, scene, rows, calibrate_path, boxes_path, truth, request, say, skipped)
+            done = _calibrate(run_dir, scene, rows, calibrate_path, boxes_path, truth, request, say, skipped,
+                              unreadable)
             rows = rows[~np.isin(rows, done)]
         # just chosen, within the options, when calibrating
         recorded = read_defaults(run_dir, scene.arch, scene.model.map_layers())
@@ -121,8 +125,9 @@ def localize(run_dir: Path, labels_path: Path, images: Path | None, out_dir: Pat
         warning = mismatch(settings.family, family)
         if warning:
             say(warning)
-        drawing = _draw(scene, rows, truth, settings, request, folder, say, progress)
-        outcome = Outcome(_write(drawing, truth, scene, rows, settings, family, folder, say), sum(skipped))
+        drawing = _draw(scene, rows, truth, settings, request, folder, unreadable, progress)
+        outcome = Outcome(_write(drawing, truth, scene, rows, settings, family, folder, say), sum(skipped),
+                          len(unreadable))
         folder.commit()
         return outcome
 
@@ -147,9 +152,10 @@ def _check(settings: Settings, scene: Scene) -> None:
 
 
 def _truth(path: Path, scene: Scene, rows: np.ndarray, request: Request, say: Callable[[str], None],
-           skipped: list[int]) -> Truth:
+           skipped: list[int], unreadable: Skips) -> Truth:
     """The true boxes of `path` on images among `rows`, of findings the run knows, in each image's own pixels.
-    A box of non-positive size, or not on its film, is named and skipped (its count appended to `skipped`)."""
+    A box of non-positive size, or not on its film, is named and skipped (its count appended to `skipped`); an
+    image whose size cannot be read is named through `unreadable`, and its boxes left out."""
     table = read_boxes(path, scene.findings + [f for f in scene.data.findings if f not in scene.findings])
     table = table[table["Finding Label"].isin(scene.findings)]
     where = {image_id: row for row, image_id in zip(rows, scene.ids[rows])}
@@ -158,7 +164,11 @@ def _truth(path: Path, scene: Scene, rows: np.ndarray, request: Request, say: Ca
     for (image_id, finding), group in table.groupby(["Image Index", "Finding Label"], sort=False):
         if image_id not in where:
             continue
-        width, height = scene.data.original_size(where[image_id])
+        try:
+            width, height = scene.data.original_size(where[image_id])
+        except InputError as exc:
+            unreadable(f"unreadable image {str(exc).removesuffix('; fix or remove its row')}")
+            continue
         boxes = group[["x", "y", "w", "h"]].to_numpy(float)
         if request.boxes_size:
             boxes = boxes * np.array([width, height, width, height]) / request.boxes_size
@@ -192,9 +202,9 @@ def _bad_box(box: np.ndarray, width: int, height: int) -> str:
 
 
 def _calibrate(run_dir: Path, scene: Scene, rows: np.ndarray, path: Path, boxes_path: Path | None, truth: Truth | None,
-               request: Request, say: Callable[[str], None], skipped: list[int]) -> np.ndarray:
+               request: Request, say: Callable[[str], None], skipped: list[int], unreadable: Skips) -> np.ndarray:
     """Choose and record the run's defaults on `path`'s images; return their rows (never scored)."""
-    held = _truth(path, scene, rows, request, say, skipped)
+    held = _truth(path, scene, rows, request, say, skipped, unreadable)
     if not held and skipped[-1]:
         raise InputError(f"--calibrate {path}: none of its boxes on these images can be scored (each named above); "
                          f"fix their coordinates, or give --boxes-size when they are in another image size's pixels")
@@ -216,7 +226,7 @@ def _calibrate(run_dir: Path, scene: Scene, rows: np.ndarray, path: Path, boxes_
     count = sum(len(boxes) for found in held.values() for boxes in found.values())
     say(f"calibrating on {len(cal_rows)} images ({count} boxes) of {path}")
     try:
-        best, own, report = calibrate(lambda m, layer: _entries(scene, cal_rows, held, m, layer, say), candidates,
+        best, own, report = calibrate(lambda m, layer: _entries(scene, cal_rows, held, m, layer, unreadable), candidates,
                                       base, options.thresholds, say)
     except ValueError as exc:
         raise InputError(f"--calibrate {path}: {exc}; calibrate on other images or a trained run") from None
@@ -236,14 +246,15 @@ def _name(method: str, layer: str) -> str:
 
 
 def _entries(scene: Scene, rows: np.ndarray, held: Truth, methods: list[str], layer: str,
-             say: Callable[[str], None]) -> dict[str, list[Entry]]:
+             unreadable: Skips) -> dict[str, list[Entry]]:
     """The calibration entries of each of `methods` at `layer` on `rows`, in one pass ("cam" in a pass of its own)."""
     out: dict[str, list[Entry]] = {m: [] for m in methods}
     passes = [("cam",)] if "cam" in methods else []
     passes += [tuple(m for m in methods if m != "cam")] if any(m != "cam" for m in methods) else []
     for kinds in passes:
         for row, _, maps in kinds_batches(scene.model, scene.data, rows, scene.size, scene.batch_size, scene.device,
-                                          kinds, layer, say, lambda r: [scene.findings.index(f) for f in
+                                          kinds, layer, lambda m: unreadable(f"unreadable image {m}"),
+                                          lambda r: [scene.findings.index(f) for f in
                                                                         held[scene.ids[r]]]):
             width, height = scene.data.original_size(row)
             scale = (width / scene.size, height / scene.size)
@@ -265,16 +276,16 @@ def _refuse_calibration_images(settings: Settings, scene: Scene, rows: np.ndarra
 
 
 def _draw(scene: Scene, rows: np.ndarray, truth: Truth | None, settings: Settings, request: Request,
-          folder: OutputFolder, say: Callable[[str], None], progress: Callable[[int, int], None]) -> Drawing:
-    """Every finding's boxes on every image, one pass over the images per heatmap in use."""
+          folder: OutputFolder, unreadable: Skips, progress: Callable[[int, int], None]) -> Drawing:
+    """Every finding's boxes on every image, one pass over the images per heatmap in use (an unreadable image
+    is named once, through `unreadable`)."""
     drawing = Drawing()
     groups = settings.groups(scene.findings)
     done, total = 0, len(rows) * len(groups)
     progress(done, total)
-    for n, ((method, layer), findings) in enumerate(groups.items()):
-        quiet = say if n == 0 else (lambda _: None)  # an unreadable image is named once
+    for (method, layer), findings in groups.items():
         for row, probs, maps in map_batches(scene.model, scene.data, rows, scene.size, scene.batch_size, scene.device,
-                                            method, layer, quiet):
+                                            method, layer, lambda m: unreadable(f"unreadable image {m}")):
             _draw_image(scene, row, probs, maps, findings, None if truth is None else truth.get(scene.ids[row], {}),
                         settings, request, folder, drawing)
             done += 1
