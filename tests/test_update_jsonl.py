@@ -115,3 +115,18 @@ def test_files_read_without_marks_are_read_whole(tmp_path, kind):
     result, _ = labeled_then_updated(tmp_path, archive, grow, "--encoding", encoding)
     assert result.exit_code == 0, result.output
     assert "labeled 2 new or changed reports, kept 6" in result.output and "not read again" not in result.output
+
+
+def test_a_jsonl_after_other_inputs_keeps_its_place_in_the_order(tmp_path):
+    archive = write_corpus(tmp_path / "archive.jsonl", 8)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    for name, text in (("a1", "FINDINGS: Small left effusion."), ("a2", "IMPRESSION: No pneumothorax.")):
+        (reports / f"{name}.txt").write_text(text)
+    cache = tmp_path / "cache"
+    assert label(reports, archive, "-o", tmp_path / "labels.parquet", "--cache", cache).exit_code == 0
+    append(archive, NEW)
+    result = label(reports, archive, "--update", tmp_path / "labels.parquet", "--cache", cache)
+    assert "labeled 2 new or changed reports, kept 10 (7 of them in the unchanged start" in result.output
+    assert label(reports, archive, "-o", tmp_path / "cold.parquet", "--no-cache").exit_code == 0
+    assert pq.read_table(tmp_path / "labels.parquet").equals(pq.read_table(tmp_path / "cold.parquet"))

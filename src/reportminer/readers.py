@@ -112,6 +112,18 @@ def read_inputs(paths: list[str | Path], settings: ReadSettings, marks: Marks | 
     """Every report in every input, in a stable order (sorted file names within folders). With `marks`, how
     far each JSONL file holds whole reports is noted; with `known` (an update), a JSONL file whose start an
     earlier run read is read from its mark on, its earlier reports given as one `Known` record."""
+    records = _read_all(paths, settings, marks, known)
+    if marks is None:
+        yield from records
+        return
+    for record in records:
+        if isinstance(record, Report):
+            marks.report()  # every report counts: a mark says where its file's reports stand in the run's order
+        yield record
+
+
+def _read_all(paths: list[str | Path], settings: ReadSettings, marks: Marks | None,
+              known: KnownInputs | None) -> Iterator[Record | Known]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
@@ -165,9 +177,7 @@ def _read_marked(path: Path, settings: ReadSettings, marks: Marks, known: Known 
             marks.boundary(position, columns)
 
     for record in _usable(read_table(path, "jsonl", settings, position, report_starts, known), settings.max_chars, drop):
-        if isinstance(record, Report):
-            marks.report()
-        else:
+        if isinstance(record, Skipped):
             marks.skipped(record)
         yield record
 
