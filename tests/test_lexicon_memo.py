@@ -64,3 +64,16 @@ def test_a_folder_with_a_special_file_is_loaded_afresh_every_time(tmp_path, fold
     cache = tmp_path / "cache"
     assert lexicon_memo.load(folder, "chestxray14", None, {}, cache) == load_lexicon(folder, "chestxray14")
     assert entries(cache) == []
+
+
+def test_a_linked_rules_folder_is_loaded_afresh_every_time(tmp_path, folder):
+    """Its files could change without the folder's own files changing: the entry could not vouch for them."""
+    elsewhere = tmp_path / "rules-elsewhere"
+    (folder / "rules").rename(elsewhere)
+    (folder / "rules").symlink_to(elsewhere, target_is_directory=True)
+    cache = tmp_path / "cache"
+    first = lexicon_memo.load(folder, "chestxray14", None, {}, cache)
+    rule_file = sorted(elsewhere.glob("*.yaml"))[0]
+    rule_file.write_text(rule_file.read_text() + "\n# edited where the link points\n")
+    assert lexicon_memo.load(folder, "chestxray14", None, {}, cache).digest != first.digest
+    assert entries(cache) == []

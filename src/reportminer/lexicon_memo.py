@@ -17,6 +17,7 @@ import os
 import pickle
 import stat
 import sys
+from itertools import islice
 from pathlib import Path
 
 from .cache import source_digest
@@ -56,12 +57,16 @@ def _key(root: Path, schema: str, profile: str | None, conventions: dict[str, st
                                         sys.version, pickle.HIGHEST_PROTOCOL]).encode())
     total = 0
     try:
-        paths = sorted(p for p in root.rglob("*") if "__pycache__" not in p.parts)
+        if not (root / "labeler.yaml").is_file():
+            return None  # not a lexicon folder: the loader says so, without a walk of whatever it is
+        paths = sorted(islice((p for p in root.rglob("*") if "__pycache__" not in p.parts), MAX_FILES + 1))
         if len(paths) > MAX_FILES:
             return None
         for path in paths:
             info = path.stat()
             if stat.S_ISDIR(info.st_mode):
+                if path.is_symlink():
+                    return None  # a linked folder is not walked: its files could change unseen
                 continue
             total += info.st_size
             if not stat.S_ISREG(info.st_mode) or total > MAX_BYTES:
