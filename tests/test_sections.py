@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from reportminer.cli import main
 from reportminer.readers import Report
-from reportminer.sections import select_sections
+from reportminer.sections import select_sections, split_sentences
 
 
 def spans(report: Report, lexicon) -> list[tuple[str, str]]:
@@ -77,3 +77,13 @@ def test_a_question_is_uncertain(labeler):
 def test_stated_absence_makes_a_negative_label_without_a_name(labeler):
     labels = label(labeler, "FINDINGS: Heart size is normal. The lungs are clear.")
     assert labels["Cardiomegaly"] == 0 and labels["No_Finding"] == 1
+
+
+def test_sentences_are_trimmed_bare_markers_dropped_and_long_ones_cut_at_spaces():
+    text = "Heart normal.\n\n" + "1" * 30 + ".\n\n2.\n\n" + "word " * 12 + "end.\n\nNo effusion."
+    spans = split_sentences(text, 0, len(text), 20)
+    pieces = [text[a:b] for a, b in spans]
+    assert pieces[0] == "Heart normal." and pieces[-1] == "No effusion."
+    assert "1" * 30 + "." not in pieces and "2." not in pieces  # bare list markers, however long, are dropped
+    assert all(len(p) <= 20 and p == p.strip() for p in pieces)
+    assert " ".join(pieces[1:-1]) == ("word " * 12 + "end.").strip()  # the long sentence, cut at spaces

@@ -130,3 +130,16 @@ def test_a_jsonl_after_other_inputs_keeps_its_place_in_the_order(tmp_path):
     assert "labeled 2 new or changed reports, kept 10 (7 of them in the unchanged start" in result.output
     assert label(reports, archive, "-o", tmp_path / "cold.parquet", "--no-cache").exit_code == 0
     assert pq.read_table(tmp_path / "labels.parquet").equals(pq.read_table(tmp_path / "cold.parquet"))
+
+
+def test_an_id_of_the_unread_start_met_again_elsewhere_is_refused(tmp_path):
+    archive = write_corpus(tmp_path / "archive.jsonl", 8)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "a1.txt").write_text("FINDINGS: Small left effusion.")
+    cache = tmp_path / "cache"
+    assert label(reports, archive, "-o", tmp_path / "labels.parquet", "--cache", cache).exit_code == 0
+    (reports / "R2.txt").write_text("IMPRESSION: Large right pneumothorax.")  # R2 is also in the archive's start
+    append(archive, NEW)
+    result = label(reports, archive, "--update", tmp_path / "labels.parquet", "--cache", cache)
+    assert result.exit_code == 1 and "report R2 is in the inputs twice; --update needs one report per id" in result.output

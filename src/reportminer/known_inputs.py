@@ -119,9 +119,11 @@ class Known:
         try:
             for entry in json.loads(marks_json or "[]"):
                 mark = Mark(**entry)
-                if 0 <= mark.first and mark.first + mark.reports <= len(order):
+                numbers = (mark.offset, mark.line, mark.first, mark.reports)
+                if all(type(n) is int and n >= 0 for n in numbers) and mark.first + mark.reports <= len(order) \
+                        and isinstance(mark.digest, str) and isinstance(mark.path, str):
                     self._marks[mark.path] = mark
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, AttributeError):
             self._marks = {}  # marks from another version: read every file whole
 
     def resume(self, path: Path, settings: ReadSettings) -> KnownReports | None:

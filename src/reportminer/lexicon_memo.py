@@ -12,6 +12,7 @@ each time, where the loader's own limits and messages apply.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import pickle
@@ -38,9 +39,10 @@ def load(folder: Path | None, schema: str, profile: str | None, conventions: dic
         return load_lexicon(folder, schema, profile, conventions)
     memo = Path(cache) / FOLDER
     entry = memo / f"{key}.pickle"
-    if _trusted(entry) and _trusted(memo):
+    data = _read_trusted(memo, entry)
+    if data is not None:
         try:
-            lexicon = pickle.loads(entry.read_bytes())
+            lexicon = pickle.loads(data)
             if isinstance(lexicon, Lexicon):
                 os.utime(entry)  # used now: the entries used least recently go first
                 return lexicon
@@ -54,7 +56,7 @@ def load(folder: Path | None, schema: str, profile: str | None, conventions: dic
 def _key(root: Path, schema: str, profile: str | None, conventions: dict[str, str]) -> str | None:
     """The digest of everything the loaded lexicon comes from; None when the folder cannot be memoised."""
     digest = hashlib.sha256(json.dumps([str(root), schema, profile, sorted(conventions.items()), source_digest(),
-                                        sys.version, pickle.HIGHEST_PROTOCOL]).encode())
+                                        sys.version, pickle.HIGHEST_PROTOCOL, *_versions()]).encode())
     total = 0
     try:
         if not (root / "labeler.yaml").is_file():
@@ -77,14 +79,42 @@ def _key(root: Path, schema: str, profile: str | None, conventions: dict[str, st
     return digest.hexdigest()[:32]
 
 
+def _versions() -> list[str]:
+    """The libraries whose objects a loaded lexicon holds (an upgrade gives another key)."""
+    out = []
+    for name in ("google-re2", "pyyaml", "pydantic"):
+        try:
+            out.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            out.append(f"{name} none")
+    return out
+
+
 def _trusted(path: Path) -> bool:
-    """A regular file or folder of this user that nobody else may write."""
+    """A folder (not a link) of this user that nobody else may write."""
     try:
         info = path.lstat()
     except OSError:
         return False
-    kind = stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)
-    return kind and info.st_uid == os.getuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    return stat.S_ISDIR(info.st_mode) and _ours(info)
+
+
+def _ours(info: os.stat_result) -> bool:
+    return info.st_uid == os.getuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _read_trusted(memo: Path, entry: Path) -> bytes | None:
+    """The entry's bytes when it, its folder and the cache folder are this user's alone; the file is checked
+    on the open descriptor it is read from (not a link, not swapped between the check and the read)."""
+    if not (_trusted(memo) and _trusted(memo.parent)):
+        return None
+    try:
+        fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        return fh.read() if stat.S_ISREG(info.st_mode) and _ours(info) else None
 
 
 def _store(memo: Path, entry: Path, lexicon: Lexicon) -> None:

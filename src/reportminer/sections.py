@@ -137,6 +137,8 @@ def _add_sentence(out: list[tuple[int, int]], text: str, a: int, b: int, max_cha
     kept = piece.strip()
     if not kept:
         return
+    if LIST_MARKER.match(kept):
+        return
     a += len(piece) - len(piece.lstrip())
     b = a + len(kept)
     if max_chars is not None and b - a > max_chars:
@@ -146,5 +148,5 @@ def _add_sentence(out: list[tuple[int, int]], text: str, a: int, b: int, max_cha
             _add_sentence(out, text, a, cut)
             a = cut
         _add_sentence(out, text, a, b)
-    elif not LIST_MARKER.match(kept):
+    else:
         out.append((a, b))

@@ -176,6 +176,10 @@ class Plan:
         recheck = self.change.kind != "none"
         for record in records:
             if isinstance(record, KnownReports):  # unchanged since the file was labeled: their rows are kept
+                again = next((rid for rid in record.ids if rid in seen), None)
+                if again is not None:
+                    raise InputError(f"{record.source}: report {again} is in the inputs twice; --update needs one "
+                                     f"report per id")
                 self.order += record.ids
                 seen.update(record.ids)
                 self.unread += len(record.ids)
