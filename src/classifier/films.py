@@ -19,6 +19,21 @@ MARGIN = 0.3 * CM
 Box = tuple[float, float, float, float]  # x, y, w, h in pixels
 
 
+def mask_box(mask: np.ndarray, margin: float) -> tuple[Box, float]:
+    """The box (x, y, w, h in pixels of the square film) of where `mask` is at least 0.3, widened by `margin`
+    (a share of the film) within the film, and its vertical middle as a share of the film; a mask smaller
+    than a pixel gives the box of its peak's pixel. Both generators draw their true boxes so."""
+    ys, xs = np.nonzero(mask >= 0.3)
+    if len(xs) == 0:
+        ys, xs = np.unravel_index([int(mask.argmax())], mask.shape)
+    s = mask.shape[0]
+    x0, x1 = max(0.0, xs.min() / s - margin), min(1.0, (xs.max() + 1) / s + margin)
+    y0, y1 = max(0.0, ys.min() / s - margin), min(1.0, (ys.max() + 1) / s + margin)
+    box = (round(float(x0 * s), 1), round(float(y0 * s), 1), round(float((x1 - x0) * s), 1),
+           round(float((y1 - y0) * s), 1))
+    return box, (y0 + y1) / 2
+
+
 @dataclass(frozen=True)
 class Lesion:
     """Where a finding was drawn: its true box, side (0 patient's right, 1 left, None: central), zone."""
@@ -74,15 +89,8 @@ class Film:
 
     def lesion(self, mask: np.ndarray, side: int | None, size_cm: float = 0.0) -> Lesion:
         """The lesion whose visible extent is `mask`: its box (extent plus margin), side and zone."""
-        ys, xs = np.nonzero(mask >= 0.3)
-        if len(xs) == 0:  # smaller than a pixel: the box is centred on the mask's peak
-            ys, xs = np.unravel_index([int(mask.argmax())], mask.shape)
-        s = self.size
-        x0, x1 = max(0.0, xs.min() / s - MARGIN), min(1.0, (xs.max() + 1) / s + MARGIN)
-        y0, y1 = max(0.0, ys.min() / s - MARGIN), min(1.0, (ys.max() + 1) / s + MARGIN)
-        box = (round(float(x0 * s), 1), round(float(y0 * s), 1), round(float((x1 - x0) * s), 1),
-               round(float((y1 - y0) * s), 1))
-        zone = "" if side is None else self.zone((y0 + y1) / 2, side)
+        box, middle = mask_box(mask, MARGIN)
+        zone = "" if side is None else self.zone(middle, side)
         return Lesion(box, side, zone, round(size_cm, 1))
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .films import Lesion
+from .films import Lesion, mask_box
 from .synthetic import FINDINGS, Case, _report
 
 CM = 1 / 40
@@ -81,18 +81,11 @@ class Ward:
 
     def lesion(self, mask: np.ndarray, side: int | None, size_cm: float = 0.0) -> Lesion:
         """The box of `mask`'s extent at 0.3 plus the margin, with side and zone."""
-        ys, xs = np.nonzero(mask >= 0.3)
-        if len(xs) == 0:
-            ys, xs = np.unravel_index([int(mask.argmax())], mask.shape)
-        s = self.size
-        x0, x1 = max(0.0, xs.min() / s - MARGIN), min(1.0, (xs.max() + 1) / s + MARGIN)
-        y0, y1 = max(0.0, ys.min() / s - MARGIN), min(1.0, (ys.max() + 1) / s + MARGIN)
-        box = (round(float(x0 * s), 1), round(float(y0 * s), 1), round(float((x1 - x0) * s), 1),
-               round(float((y1 - y0) * s), 1))
+        box, middle = mask_box(mask, MARGIN)
         zone = ""
         if side is not None:
             _, _, apex, base = self.lungs[side]
-            zone = ("upper", "mid", "lower")[int(np.clip(((y0 + y1) / 2 - apex) / (base - apex) * 3, 0, 2))]
+            zone = ("upper", "mid", "lower")[int(np.clip((middle - apex) / (base - apex) * 3, 0, 2))]
         return Lesion(box, side, zone, round(size_cm, 1))
 
     def point_in_lung(self, side: int, top: float = 0.1, bottom: float = 0.9) -> tuple[float, float]:
