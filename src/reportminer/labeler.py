@@ -154,7 +154,7 @@ class Labeler:
             return
         keys = [content_key(r) for r in reports]
         found = self.store.get("reports", dict.fromkeys(keys))
-        fresh = iter(self._label_batch([r for r, key in zip(reports, keys) if key not in found]))
+        fresh = iter(self._label_batch([r for r, key in zip(reports, keys) if key not in found], keep=True))
         stored: dict[str, list[Any]] = {}
         columns = self.lexicon.label_columns
         for report, key in zip(reports, keys):
@@ -166,7 +166,8 @@ class Labeler:
                 yield done
         self.store.put("reports", stored)
 
-    def _label_batch(self, reports: list[Report]) -> Iterator[Labeled]:
+    def _label_batch(self, reports: list[Report], keep: bool = False) -> Iterator[Labeled]:
+        """Label the reports; with `keep`, each also in the form the `reports` table keeps (`Labeled.kept`)."""
         if len(self._cache) > CACHE_LIMIT or not self.cache:
             self._cache.clear()
         layouts = [self._layout(r) for r in reports]
@@ -183,14 +184,15 @@ class Labeler:
                         continue
                     mentions.append(Mention(finding, section, index, offset + a, offset + b,
                                             report.text[offset + a:offset + b], original, assertion, rule, *attributes))
-                    kept.append([finding, section, index, offset + a, offset + b, offset, len(original), assertion,
-                                 rule, *attributes])
+                    if keep:
+                        kept.append([finding, section, index, offset + a, offset + b, offset, len(original),
+                                     assertion, rule, *attributes])
             labels = aggregate(((m.finding, m.assertion) for m in latest(mentions, revision_starts(report.text,
                                                                                            self.lexicon.revisions))),
                                self.lexicon.finding_names, self.lexicon.precedence, self.lexicon.schema)
             yield Labeled(report, labels, mentions,
                           bool(self.touched) and any(s in self.touched for _, _, _, s, _ in layout),
-                          [list(labels.values()), kept])
+                          [list(labels.values()), kept] if keep else None)
 
     def _fill(self, sentences: list[str]) -> None:
         """Decisions for sentences not in memory: carried over (with `carry`), from the store, or decided
