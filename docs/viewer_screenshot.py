@@ -44,10 +44,7 @@ def main() -> None:
             driver.execute_script("window.viewer.open(arguments[0]); window.viewer.choose(arguments[1])", *best[1:])
             WebDriverWait(driver, 5).until(lambda d: (d.execute_script("return window.viewer.drawn()") or {}).get(
                 "finding") == best[2])
-            assert not chromium.console_errors(driver)
-            png = driver.get_screenshot_as_png()
-    if len(png) > MAX_BYTES:
-        sys.exit(f"the screenshot is {len(png):,} bytes, over {MAX_BYTES:,}")
+            png = chromium.screenshot(driver, MAX_BYTES)
     target.write_bytes(png)
     print(f"{target}: {len(png):,} bytes; {best[1]}, {best[2]}")
 

@@ -8,6 +8,7 @@ reach Google (updates, sync, QUIC) and hangs on a machine without that network.
 from __future__ import annotations
 
 import importlib.util
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,3 +55,13 @@ def browser(width: int = 1280, height: int = 900, downloads: Path | None = None)
 def console_errors(driver) -> list[str]:
     """The browser console's errors since the last call (the log is drained by reading it)."""
     return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def screenshot(driver, max_bytes: int) -> bytes:
+    """The page as PNG, for the docs: the page logged no error, and the picture stays within `max_bytes` (else
+    the script exits with one line)."""
+    assert not console_errors(driver)
+    png = driver.get_screenshot_as_png()
+    if len(png) > max_bytes:
+        sys.exit(f"the screenshot is {len(png):,} bytes, over {max_bytes:,}")
+    return png
